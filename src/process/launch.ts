@@ -1,0 +1,218 @@
+// The one spawn point: starts an instance's command with our marker in a new process group, and tracks its tree.
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { execa } from 'execa';
+import type { Logger } from 'pino';
+import { rootLogger } from '../logging.js';
+import { LaunchError } from './errors.js';
+import { currentIdentity, identityHolds } from './identity.js';
+import { collectOwned } from './ownership.js';
+import type { OwnerRecord } from './ownership.js';
+import { snapshot } from './snapshot.js';
+import { MARKER_VARIABLE } from './types.js';
+import type { ProcessIdentity, ProcessTable } from './types.js';
+
+/** What to start. `command` is run directly (no shell interpolation); a relative path resolves against `cwd`. */
+export interface LaunchSpec {
+  instanceId: string;
+  command: string;
+  args?: readonly string[];
+  cwd?: string;
+  /** Added to the inherited environment. */
+  env?: Readonly<Record<string, string>>;
+  /** Receives the tree's output lines; defaults to a child of the root logger. */
+  logger?: Logger;
+  /** How often to look for the shell parent and Python while they are still unknown. Default 100 ms; 0 disables. */
+  discoverIntervalMs?: number;
+  /** Told whenever the shell parent or the Python process is identified (or replaced by a relaunch). */
+  onRolesChanged?: (roles: { shell?: ProcessIdentity; python?: ProcessIdentity }) => void;
+}
+
+/** How the root process ended. */
+export interface ExitInfo {
+  code: number | null;
+  signal: string | null;
+}
+
+/** A launched tree: the ownership record plus what is learned while it runs. */
+export interface TreeHandle extends OwnerRecord {
+  /** The shell parent, when the command is a shell wrapper (it is then the root). */
+  shell: ProcessIdentity | undefined;
+  /** The newest Python process of the tree. */
+  python: ProcessIdentity | undefined;
+  /** Resolves when the root process has exited (never rejects). */
+  readonly exited: Promise<ExitInfo>;
+  /** Whether the root process has exited. */
+  readonly hasExited: boolean;
+  /** Re-identifies the shell parent and Python from a table; returns whether anything changed. */
+  identify(table: ProcessTable): boolean;
+  /** Stops the discovery timer; terminate does not need it. */
+  dispose(): void;
+}
+
+const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+// Resolves a command the way execve will, so a missing one is reported before anything starts.
+export function resolveCommand(command: string, cwd: string, env: NodeJS.ProcessEnv): string {
+  if (command.includes('/') || command.includes('\\') || isAbsolute(command)) {
+    const path = resolve(cwd, command);
+    checkExecutable(path, command);
+    return path;
+  }
+  const searchPath = env.PATH ?? process.env.PATH ?? '';
+  for (const dir of searchPath.split(delimiter)) {
+    if (dir === '') continue;
+    const candidate = join(dir, command);
+    try {
+      accessSync(candidate, constants.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // not in this directory
+    }
+  }
+  throw new LaunchError('COMMAND_NOT_FOUND', `command "${command}" was not found on PATH (${searchPath})`);
+}
+
+function checkExecutable(path: string, asGiven: string): void {
+  let isFile = false;
+  try {
+    isFile = statSync(path).isFile();
+  } catch {
+    throw new LaunchError('COMMAND_NOT_FOUND', `command "${asGiven}" does not exist (resolved to ${path})`);
+  }
+  if (!isFile) throw new LaunchError('COMMAND_NOT_FOUND', `command "${asGiven}" is not a file (resolved to ${path})`);
+  try {
+    accessSync(path, constants.X_OK);
+  } catch {
+    throw new LaunchError('COMMAND_NOT_EXECUTABLE', `command "${asGiven}" is not executable (${path}); chmod +x it or run it through its interpreter`);
+  }
+}
+
+function checkCwd(cwd: string): void {
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(cwd).isDirectory();
+  } catch {
+    throw new LaunchError('CWD_NOT_FOUND', `working directory "${cwd}" does not exist`);
+  }
+  if (!isDirectory) throw new LaunchError('CWD_NOT_FOUND', `working directory "${cwd}" is not a directory`);
+}
+
+// Starts the tree; rejects with a LaunchError (and nothing running) when the command or cwd is unusable.
+export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
+  if (!INSTANCE_ID.test(spec.instanceId)) {
+    throw new LaunchError('INVALID_INSTANCE_ID', `instance id "${spec.instanceId}" must be 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  }
+  const cwd = resolve(spec.cwd ?? process.cwd());
+  const prefix = `Cannot launch "${spec.instanceId}": `;
+  try {
+    checkCwd(cwd);
+    resolveCommand(spec.command, cwd, { ...process.env, ...spec.env });
+  } catch (error) {
+    if (error instanceof LaunchError) throw new LaunchError(error.code, prefix + error.message);
+    throw error;
+  }
+  const marker = `${spec.instanceId}:${randomBytes(8).toString('hex')}`;
+  const logger = (spec.logger ?? rootLogger).child({ instance: spec.instanceId });
+
+  // PROCESS LIFECYCLE: creates a subprocess
+  // Parent tracking: root pid + start time, process group (detached: new session/group), marker env
+  //   WARDEN_INSTANCE=<id>:<token> inherited by every descendant.
+  // Cleanup handled by: terminate(handle) (the runtime's terminateTree), the sentinel when the supervisor
+  //   dies, and reap-at-next-start from the registry.
+  // Known risks: a descendant that clears its environment AND leaves the group AND is reparented escapes
+  //   all three proofs (cgroups would catch it; not available everywhere).
+  const subprocess = execa(spec.command, spec.args ?? [], {
+    cwd,
+    env: { ...spec.env, [MARKER_VARIABLE]: marker },
+    extendEnv: true,
+    detached: process.platform !== 'win32',
+    cleanup: false,
+    stdin: 'ignore',
+    buffer: false,
+    reject: false,
+    windowsHide: true,
+  });
+
+  try {
+    await new Promise<void>((resolveSpawn, rejectSpawn) => {
+      subprocess.once('spawn', () => resolveSpawn());
+      subprocess.once('error', rejectSpawn);
+    });
+  } catch (error) {
+    await subprocess;
+    throw new LaunchError('SPAWN_FAILED', `${prefix}${(error as Error).message}`, { cause: error });
+  }
+  const pid = subprocess.pid as number;
+  const root = currentIdentity(pid) ?? { pid, startTime: undefined };
+
+  for (const [stream, level] of [[subprocess.stdout, 'info'], [subprocess.stderr, 'warn']] as const) {
+    if (stream === null) continue;
+    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+      logger[level]({ stream: level === 'info' ? 'stdout' : 'stderr', pid }, line);
+    });
+  }
+
+  let hasExited = false;
+  const exited: Promise<ExitInfo> = subprocess.then(
+    (result) => {
+      hasExited = true;
+      return { code: result.exitCode ?? null, signal: result.signal ?? null };
+    },
+    () => {
+      hasExited = true;
+      return { code: null, signal: null };
+    },
+  );
+
+  let timer: NodeJS.Timeout | undefined;
+  const handle: TreeHandle = {
+    instanceId: spec.instanceId,
+    marker,
+    root,
+    pgid: process.platform === 'win32' ? undefined : pid,
+    shell: undefined,
+    python: undefined,
+    exited,
+    get hasExited() {
+      return hasExited;
+    },
+    identify(table) {
+      const owned = collectOwned(handle, table);
+      let changed = false;
+      const rootInfo = owned.find((entry) => entry.info.pid === root.pid);
+      if (handle.shell === undefined && rootInfo?.role === 'shell') {
+        handle.shell = { pid: root.pid, startTime: root.startTime, clock: root.clock };
+        changed = true;
+      }
+      if (handle.python === undefined || !identityHolds(handle.python, table)) {
+        const python = owned.find((entry) => entry.role === 'python');
+        if (python !== undefined && python.info.pid !== handle.python?.pid) {
+          handle.python = { pid: python.info.pid, startTime: python.info.startTime, clock: table.backend };
+          changed = true;
+        }
+      }
+      if (changed) spec.onRolesChanged?.({ ...(handle.shell && { shell: handle.shell }), ...(handle.python && { python: handle.python }) });
+      return changed;
+    },
+    dispose() {
+      if (timer !== undefined) clearInterval(timer);
+      timer = undefined;
+    },
+  };
+
+  const interval = spec.discoverIntervalMs ?? 100;
+  if (interval > 0) {
+    const discover = async (): Promise<void> => {
+      if (hasExited || handle.python !== undefined) return handle.dispose();
+      handle.identify(await snapshot({ cmdline: true }));
+    };
+    timer = setInterval(() => void discover().catch((error: unknown) => logger.warn({ err: error }, 'role discovery failed')), interval);
+    timer.unref();
+    void exited.then(() => handle.dispose());
+    void discover();
+  }
+  return handle;
+}

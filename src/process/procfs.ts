@@ -1,0 +1,99 @@
+// Linux /proc readers. Each returns `undefined` when the process vanished mid-read: that is normal, not an error.
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import type { ProcessInfo } from './types.js';
+
+// Whether this machine exposes a Linux-style /proc we can read directly.
+export const hasProcfs: boolean = (() => {
+  if (process.platform !== 'linux') return false;
+  try {
+    return statSync('/proc/self/stat').isFile();
+  } catch {
+    return false;
+  }
+})();
+
+// The numeric directory names of /proc: every pid visible to us.
+export function listProcPids(): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const code = entry.charCodeAt(0);
+    if (code >= 48 && code <= 57) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+// Parses one `/proc/PID/stat` line; `comm` may hold spaces and parentheses, so split at the last ')'.
+export function parseStat(pid: number, text: string): Omit<ProcessInfo, 'cmdline' | 'uid'> | undefined {
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open) return undefined;
+  const name = text.slice(open + 1, close);
+  // Fields after comm start at field 3 (state); field N is at index N - 3.
+  const fields = text.slice(close + 2).split(' ');
+  const state = fields[0];
+  const ppid = Number(fields[1]);
+  const pgid = Number(fields[2]);
+  const sid = Number(fields[3]);
+  const startTime = Number(fields[19]);
+  if (!Number.isFinite(ppid)) return undefined;
+  return {
+    pid,
+    ppid,
+    pgid: Number.isFinite(pgid) ? pgid : undefined,
+    sid: Number.isFinite(sid) ? sid : undefined,
+    startTime: Number.isFinite(startTime) ? startTime : undefined,
+    state,
+    name,
+  };
+}
+
+function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'latin1');
+  } catch {
+    return undefined;
+  }
+}
+
+// Reads one process's row; `undefined` if it is gone (or was never there).
+export function readProcess(pid: number, withCmdline = true): ProcessInfo | undefined {
+  const stat = readText(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  const parsed = parseStat(pid, stat);
+  if (parsed === undefined) return undefined;
+  let uid: number | undefined;
+  try {
+    uid = statSync(`/proc/${pid}`).uid;
+  } catch {
+    return undefined;
+  }
+  let cmdline: string[] | undefined;
+  if (withCmdline) {
+    const raw = readText(`/proc/${pid}/cmdline`);
+    if (raw !== undefined && raw.length > 0) {
+      cmdline = (raw.endsWith('\0') ? raw.slice(0, -1) : raw).split('\0');
+    }
+  }
+  return { ...parsed, cmdline, uid };
+}
+
+// Reads just the start time of a pid, the cheapest identity check before a signal.
+export function readStartTime(pid: number): { startTime: number | undefined; state: string | undefined } | undefined {
+  const stat = readText(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  const parsed = parseStat(pid, stat);
+  return parsed === undefined ? undefined : { startTime: parsed.startTime, state: parsed.state };
+}
+
+// The value of one variable in a process's initial environment, or `undefined` if unreadable or unset.
+export function readEnvironVariable(pid: number, variable: string): string | undefined {
+  const raw = readText(`/proc/${pid}/environ`);
+  if (raw === undefined) return undefined;
+  const prefix = `${variable}=`;
+  // Fast reject before splitting: most processes are not ours.
+  if (!raw.includes(prefix)) return undefined;
+  for (const entry of raw.split('\0')) {
+    if (entry.startsWith(prefix)) return entry.slice(prefix.length);
+  }
+  return undefined;
+}

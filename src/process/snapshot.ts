@@ -1,0 +1,54 @@
+// Reads the process table: /proc directly on Linux (no child process), ps-list elsewhere.
+import psList from 'ps-list';
+import { hasProcfs, listProcPids, readProcess } from './procfs.js';
+import type { ProcessInfo, ProcessTable } from './types.js';
+
+export interface SnapshotOptions {
+  /** Force a reader; defaults to `proc` where /proc exists, else `ps-list`. */
+  backend?: 'proc' | 'ps-list';
+  /** Read each command line (one more file per process on Linux). Default true. */
+  cmdline?: boolean;
+}
+
+// The whole process table at one instant; processes that vanish mid-read are skipped.
+export async function snapshot(options: SnapshotOptions = {}): Promise<ProcessTable> {
+  const backend = options.backend ?? (hasProcfs ? 'proc' : 'ps-list');
+  if (backend === 'proc') return snapshotProcSync(options.cmdline ?? true);
+  return snapshotPsList();
+}
+
+// The /proc reader, synchronous: a few hundred small reads are faster without promise overhead.
+export function snapshotProcSync(withCmdline = true): ProcessTable {
+  if (!hasProcfs) throw new Error('The /proc process table is not available on this system (use the ps-list backend).');
+  const processes = new Map<number, ProcessInfo>();
+  for (const pid of listProcPids()) {
+    const info = readProcess(pid, withCmdline);
+    if (info !== undefined) processes.set(pid, info);
+  }
+  return { backend: 'proc', takenAt: Date.now(), processes };
+}
+
+// The portable reader: same shape, fields ps-list cannot give are `undefined`.
+async function snapshotPsList(): Promise<ProcessTable> {
+  const rows = await psList({ all: true });
+  const processes = new Map<number, ProcessInfo>();
+  for (const row of rows) {
+    processes.set(row.pid, {
+      pid: row.pid,
+      ppid: row.ppid,
+      pgid: undefined,
+      sid: undefined,
+      startTime: row.startTime instanceof Date && !Number.isNaN(row.startTime.getTime()) ? row.startTime.getTime() : undefined,
+      state: undefined,
+      name: row.name,
+      cmdline: row.cmd === undefined ? undefined : row.cmd.split(' '),
+      uid: row.uid,
+    });
+  }
+  return { backend: 'ps-list', takenAt: Date.now(), processes };
+}
+
+// A zombie has exited: it cannot run, respawn or be killed again, so it counts as dead.
+export function isAlive(info: ProcessInfo): boolean {
+  return info.state !== 'Z' && info.state !== 'X';
+}
