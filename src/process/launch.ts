@@ -155,17 +155,16 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     });
   }
 
+  // 'exit', not the execa promise: orphaned workers keep our output pipes open long after the root is gone.
   let hasExited = false;
-  const exited: Promise<ExitInfo> = subprocess.then(
-    (result) => {
+  const exited = new Promise<ExitInfo>((resolveExit) => {
+    subprocess.once('exit', (code, signal) => {
       hasExited = true;
-      return { code: result.exitCode ?? null, signal: result.signal ?? null };
-    },
-    () => {
-      hasExited = true;
-      return { code: null, signal: null };
-    },
-  );
+      resolveExit({ code, signal });
+    });
+  });
+  // The execa promise settles when the pipes close; with `reject: false` it never rejects, but keep it handled.
+  subprocess.catch(() => undefined);
 
   let timer: NodeJS.Timeout | undefined;
   const handle: TreeHandle = {

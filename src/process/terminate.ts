@@ -155,8 +155,12 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
   const confirmDeadline = performance.now() + confirmMs;
   while (current.length > 0) {
     remember(current);
-    killGroupIfWhollyOurs(owner, current, lastTable);
-    for (const owned of current) send(owned, 'SIGKILL');
+    const groupKilled = killGroupIfWhollyOurs(owner, current, lastTable);
+    for (const owned of current) {
+      const entry = seen.get(owned.info.pid);
+      if (groupKilled && entry !== undefined && owned.info.pgid === owner.pgid) entry.signal = 'SIGKILL';
+      send(owned, 'SIGKILL');
+    }
     if (performance.now() >= confirmDeadline) break;
     await sleep(pollMs);
     current = await collect();
@@ -178,17 +182,17 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
 }
 
 // SIGKILLs the launch's process group in one call, only when every live member of it is in the owned set.
-function killGroupIfWhollyOurs(owner: OwnerRecord, owned: OwnedProcess[], table: ProcessTable | undefined): void {
+function killGroupIfWhollyOurs(owner: OwnerRecord, owned: OwnedProcess[], table: ProcessTable | undefined): boolean {
   const pgid = owner.pgid;
-  if (pgid === undefined || table === undefined || table.backend !== 'proc') return;
+  if (pgid === undefined || table === undefined || table.backend !== 'proc') return false;
   const ownedPids = new Set(owned.map((entry) => entry.info.pid));
   let members = 0;
   for (const info of table.processes.values()) {
     if (info.pgid !== pgid || info.state === 'Z') continue;
-    if (!ownedPids.has(info.pid)) return;
+    if (!ownedPids.has(info.pid)) return false;
     members += 1;
   }
-  if (members > 0) signalGroup(pgid, 'SIGKILL');
+  return members > 0 && signalGroup(pgid, 'SIGKILL') === 'sent';
 }
 
 function survivalReason(owned: OwnedProcess, denied: boolean): string {

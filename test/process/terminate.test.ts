@@ -29,7 +29,10 @@ describe('terminate on a real webui.sh tree', () => {
 
     expect(report.survivors).toEqual([]);
     expect(report.killed.map((entry) => entry.pid).sort()).toEqual(expect.arrayContaining(before.map((entry) => entry.info.pid)));
-    expect(report.killed.find((entry) => entry.pid === tree.root.pid)?.role).toBe('shell');
+    expect(report.killed.find((entry) => entry.pid === tree.root.pid)).toMatchObject({ role: 'shell', signal: 'SIGKILL' });
+    // A cooperative Python tree gets SIGTERM and the grace; nothing needed escalation.
+    expect(report.killed.filter((entry) => entry.role === 'python').every((entry) => entry.signal === 'SIGTERM')).toBe(true);
+    expect(report.escalated).toBe(false);
     expect(markedPids(tree.marker)).toEqual([]);
     expect(alivePids(before.map((entry) => entry.info.pid))).toEqual([]);
   });
@@ -61,7 +64,8 @@ describe('terminate on a real webui.sh tree', () => {
   });
 
   test('a relaunch loop with tmp/restart kept present launches no Python once terminate begins', async () => {
-    const tree = await launchFakeWebui(['--workers', '2']);
+    // The wrapper traps SIGTERM and carries on looping, like a wrapper that would relaunch behind a careless kill.
+    const tree = await launchFakeWebui(['--workers', '2'], undefined, { FAKE_WEBUI_TRAP_TERM: '1' });
     await waitForPythons(tree, 3);
     const restartFile = join(tree.stateDir, 'tmp', 'restart');
     mkdirSync(join(tree.stateDir, 'tmp'), { recursive: true });

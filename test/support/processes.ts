@@ -23,13 +23,17 @@ export function tempDir(prefix = 'warden-test-'): string {
 }
 
 // Launches `bash webui.sh <args>` from the fake WebUI through the real launch(); registered for cleanup.
-export async function launchFakeWebui(args: string[], stateDir = tempDir()): Promise<TreeHandle & { stateDir: string }> {
+export async function launchFakeWebui(
+  args: string[],
+  stateDir = tempDir(),
+  env: Record<string, string> = {},
+): Promise<TreeHandle & { stateDir: string }> {
   const handle = await launch({
     instanceId: `test-${randomBytes(3).toString('hex')}`,
     command: './webui.sh',
     args: ['--port', '0', ...args],
     cwd: FAKE_WEBUI_DIR,
-    env: { FAKE_WEBUI_STATE_DIR: stateDir },
+    env: { FAKE_WEBUI_STATE_DIR: stateDir, ...env },
   });
   handles.add(handle);
   return Object.assign(handle, { stateDir });
