@@ -22,6 +22,11 @@ export interface LaunchSpec {
   cwd?: string;
   /** Added to the inherited environment. */
   env?: Readonly<Record<string, string>>;
+  /**
+   * The marker value to hand down, `<instanceId>:<token>`; generated when absent. A caller that must know the
+   * marker before the first process exists (so a sampler never mistakes the new tree for a stale one) passes it.
+   */
+  marker?: string;
   /** Receives the tree's output lines; defaults to a child of the root logger. */
   logger?: Logger;
   /** How often to look for the shell parent and Python while they are still unknown. Default 100 ms; 0 disables. */
@@ -100,6 +105,11 @@ function checkCwd(cwd: string): void {
   if (!isDirectory) throw new LaunchError('CWD_NOT_FOUND', `working directory "${cwd}" is not a directory`);
 }
 
+// A fresh marker value for an instance: `<instanceId>:<16 hex digits>`.
+export function newMarker(instanceId: string): string {
+  return `${instanceId}:${randomBytes(8).toString('hex')}`;
+}
+
 // Starts the tree; rejects with a LaunchError (and nothing running) when the command or cwd is unusable.
 export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
   if (!INSTANCE_ID.test(spec.instanceId)) {
@@ -114,7 +124,10 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     if (error instanceof LaunchError) throw new LaunchError(error.code, prefix + error.message);
     throw error;
   }
-  const marker = `${spec.instanceId}:${randomBytes(8).toString('hex')}`;
+  const marker = spec.marker ?? newMarker(spec.instanceId);
+  if (!marker.startsWith(`${spec.instanceId}:`) || marker.length <= spec.instanceId.length + 1 || /[\0=]/.test(marker)) {
+    throw new LaunchError('INVALID_MARKER', `${prefix}marker "${marker}" must be "${spec.instanceId}:<token>"`);
+  }
   const logger = (spec.logger ?? rootLogger).child({ instance: spec.instanceId });
 
   // PROCESS LIFECYCLE: creates a subprocess

@@ -1,0 +1,149 @@
+// The RxJS sampler: interval → process table (never overlapping) → per-instance counts, stale and foreign processes.
+import { Observable, defer, exhaustMap, interval, share, startWith } from 'rxjs';
+import { classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, snapshot } from './process/index.js';
+import type { Lookalike, LookalikeProfile, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
+
+/** Counts of one instance's owned processes. */
+export interface RoleCounts {
+  python: number;
+  shell: number;
+  other: number;
+  total: number;
+}
+
+/** Processes carrying one of our instances' markers that belong to no live launch: left by an earlier launch or run. */
+export interface StaleGroup {
+  instanceId: string;
+  marker: string;
+  processes: Array<{ pid: number; name: string; role: ProcessRole; startTime: number | undefined }>;
+}
+
+/** One reading of the process table, as the watchdog and the dashboard see it. */
+export interface Sample {
+  at: number;
+  /** Totals over every instance's owned processes plus stale ones (foreign look-alikes are counted apart). */
+  counts: { python: number; shell: number; total: number; stale: number; foreign: number };
+  perInstance: Record<string, RoleCounts>;
+  stale: StaleGroup[];
+  foreign: Lookalike[];
+  /** The smallest total seen within the emergency window (for the doubling rule). */
+  windowMin: { total: number; at: number };
+  /** How long the read and classification took. */
+  durationMs: number;
+}
+
+/** What the sampler needs to know about each configured instance at sampling time. */
+export interface SampledInstance {
+  id: string;
+  /** The live launch, if any. */
+  owner: OwnerRecord | undefined;
+  profile: LookalikeProfile;
+}
+
+export interface SamplerOptions {
+  intervalMs: number;
+  emergencyWindowMs: number;
+  /** Read at each sample: the configured instances and their live launches. */
+  instances: () => SampledInstance[];
+  /** Markers of launches that are live or being launched right now (never stale). */
+  liveMarkers: () => ReadonlySet<string>;
+  /** Reads the table; defaults to snapshot(). */
+  readTable?: () => Promise<ProcessTable>;
+}
+
+const emptyCounts = (): RoleCounts => ({ python: 0, shell: 0, other: 0, total: 0 });
+
+// Classifies one table: owned counts per instance, stale marked groups, foreign look-alikes.
+export function classifyTable(
+  table: ProcessTable,
+  instances: SampledInstance[],
+  liveMarkers: ReadonlySet<string>,
+): Pick<Sample, 'perInstance' | 'stale' | 'foreign'> & { counted: Set<number> } {
+  const perInstance: Record<string, RoleCounts> = {};
+  const counted = new Set<number>();
+  for (const instance of instances) {
+    const counts = emptyCounts();
+    if (instance.owner !== undefined) {
+      for (const owned of collectOwned(instance.owner, table)) {
+        if (counted.has(owned.info.pid)) continue;
+        counted.add(owned.info.pid);
+        counts[owned.role] += 1;
+        counts.total += 1;
+      }
+    }
+    perInstance[instance.id] = counts;
+  }
+  const managed = new Set(instances.map((instance) => instance.id));
+  const staleByMarker = new Map<string, StaleGroup>();
+  const markedPids = new Set<number>();
+  for (const [pid, marker] of findMarked(table)) {
+    markedPids.add(pid);
+    if (counted.has(pid) || liveMarkers.has(marker)) continue;
+    const parsed = parseMarker(marker);
+    // Markers of instances we do not manage may belong to another supervisor: never ours to reap.
+    if (parsed === undefined || !managed.has(parsed.instanceId)) continue;
+    const info = table.processes.get(pid);
+    if (info === undefined) continue;
+    let group = staleByMarker.get(marker);
+    if (group === undefined) staleByMarker.set(marker, (group = { instanceId: parsed.instanceId, marker, processes: [] }));
+    group.processes.push({ pid, name: info.name, role: classifyRole(info), startTime: info.startTime });
+  }
+  const foreign: Lookalike[] = [];
+  const seenForeign = new Set<number>();
+  for (const instance of instances) {
+    for (const lookalike of findLookalikes(table, instance.profile, markedPids)) {
+      if (seenForeign.has(lookalike.pid)) continue;
+      seenForeign.add(lookalike.pid);
+      foreign.push(lookalike);
+    }
+  }
+  return { perInstance, stale: [...staleByMarker.values()], foreign, counted };
+}
+
+
+// A stream of samples every `intervalMs`; a slow read skips ticks instead of piling up (exhaustMap).
+export function createSampler(options: SamplerOptions): Observable<Sample> {
+  const readTable = options.readTable ?? (() => snapshot({ cmdline: true }));
+  const history: Array<{ at: number; total: number }> = [];
+  const sampleOnce = async (): Promise<Sample> => {
+    const started = performance.now();
+    const table = await readTable();
+    const { perInstance, stale, foreign } = classifyTable(table, options.instances(), options.liveMarkers());
+    let python = 0;
+    let shell = 0;
+    let total = 0;
+    for (const counts of Object.values(perInstance)) {
+      python += counts.python;
+      shell += counts.shell;
+      total += counts.total;
+    }
+    let staleCount = 0;
+    for (const group of stale) {
+      for (const entry of group.processes) {
+        staleCount += 1;
+        total += 1;
+        if (entry.role === 'python') python += 1;
+        if (entry.role === 'shell') shell += 1;
+      }
+    }
+    const at = table.takenAt;
+    history.push({ at, total });
+    while (history.length > 0 && (history[0]?.at ?? at) < at - options.emergencyWindowMs) history.shift();
+    let windowMin = { total, at };
+    for (const entry of history) if (entry.total < windowMin.total) windowMin = entry;
+    return {
+      at,
+      counts: { python, shell, total, stale: staleCount, foreign: foreign.length },
+      perInstance,
+      stale,
+      foreign,
+      windowMin,
+      durationMs: performance.now() - started,
+    };
+  };
+  return interval(options.intervalMs).pipe(
+    startWith(-1),
+    exhaustMap(() => defer(sampleOnce)),
+    share(),
+  );
+}
