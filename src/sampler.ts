@@ -49,6 +49,8 @@ export interface SamplerOptions {
   liveMarkers: () => ReadonlySet<string>;
   /** Reads the table; defaults to snapshot(). */
   readTable?: () => Promise<ProcessTable>;
+  /** Sees each raw table before classification (the runtime re-identifies shell and Python from it). */
+  onTable?: (table: ProcessTable) => void;
 }
 
 const emptyCounts = (): RoleCounts => ({ python: 0, shell: 0, other: 0, total: 0 });
@@ -108,6 +110,7 @@ export function createSampler(options: SamplerOptions): Observable<Sample> {
   const sampleOnce = async (): Promise<Sample> => {
     const started = performance.now();
     const table = await readTable();
+    options.onTable?.(table);
     const { perInstance, stale, foreign } = classifyTable(table, options.instances(), options.liveMarkers());
     let python = 0;
     let shell = 0;

@@ -49,6 +49,8 @@ export interface TerminateOptions {
   shellSignal?: 'SIGKILL' | 'SIGTERM';
   /** Skip SIGTERM: SIGKILL at once (the escalated retry and the second-signal fast path). */
   immediate?: boolean;
+  /** Polled while waiting out the grace: returning true cuts the grace short (a second Ctrl-C). */
+  shouldHurry?: () => boolean;
   /** Re-read interval while waiting. Default 20. */
   pollIntervalMs?: number;
   /** How long to keep re-reading and SIGKILLing after the grace before reporting survivors. Default 5000. */
@@ -116,7 +118,7 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
       // A refused or failed polite request only means we go on to signals.
     }
     const politeDeadline = performance.now() + (options.politeWaitMs ?? graceMs);
-    while (current.length > 0 && performance.now() < politeDeadline) {
+    while (current.length > 0 && performance.now() < politeDeadline && options.shouldHurry?.() !== true) {
       await sleep(pollMs);
       current = await collect();
       remember(current);
@@ -143,7 +145,7 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
 
     // 3. Wait out the grace, re-reading; a newcomer at this point is a respawn attempt and gets SIGKILL.
     const graceDeadline = performance.now() + graceMs;
-    while (current.length > 0 && performance.now() < graceDeadline) {
+    while (current.length > 0 && performance.now() < graceDeadline && options.shouldHurry?.() !== true) {
       await sleep(pollMs);
       current = await collect();
       for (const fresh of remember(current)) send(fresh, 'SIGKILL');

@@ -1,0 +1,167 @@
+// Reaping what earlier runs left: every registry record, then every stale marker of an instance we manage.
+import { collectOwned, findMarked, parseMarker } from './ownership.js';
+import type { CollectOptions, OwnedProcess, OwnerRecord } from './ownership.js';
+import type { Registry } from './registry.js';
+import { classifyRole } from './roles.js';
+import { snapshot } from './snapshot.js';
+import { terminate } from './terminate.js';
+import type { KilledProcess, Survivor, TerminateOptions } from './terminate.js';
+import type { ProcessInfo, ProcessRole, ProcessTable } from './types.js';
+
+export interface ReapOptions {
+  /** The state directory's registry; records whose trees are confirmed dead are removed from it. */
+  registry: Registry;
+  /** The instance ids this supervisor manages: only their stale markers are reaped. */
+  instanceIds: Iterable<string>;
+  /** Markers of launches the current supervisor runs right now: never reaped, never reported. */
+  liveMarkers?: ReadonlySet<string>;
+  /** List what would be killed and signal nothing (records are kept). */
+  dryRun?: boolean;
+  /** Grace between SIGTERM and SIGKILL, passed to terminate. Default 5000. */
+  graceMs?: number;
+  /** Process-table reader; defaults to `snapshot()`. */
+  readTable?: () => Promise<ProcessTable>;
+  /** Marker reader (tests and other platforms); defaults to /proc/PID/environ. */
+  readMarker?: CollectOptions['readMarker'];
+  /** How many trees are stopped at once. Default 4. */
+  concurrency?: number;
+}
+
+/** One process found for a marker. */
+export interface FoundProcess {
+  pid: number;
+  name: string;
+  role: ProcessRole;
+}
+
+/**
+ * One marker's leftovers and what was done:
+ * `reaped` (terminated; see survivors), `would-reap` (dry run), `left-alone` (an instance we do not manage),
+ * `nothing-left` (a registry record whose tree was already gone).
+ */
+export interface ReapEntry {
+  marker: string;
+  instanceId: string;
+  /** How we know it is ours: a registry record, a stale marker of a managed instance, or neither (unmanaged). */
+  source: 'registry' | 'stale-marker' | 'unmanaged';
+  action: 'reaped' | 'would-reap' | 'left-alone' | 'nothing-left';
+  found: FoundProcess[];
+  killed: KilledProcess[];
+  survivors: Survivor[];
+  /** Whether the registry record was removed (registry entries only). */
+  recordRemoved?: boolean;
+}
+
+/** Everything a reap saw and did; `survivors` empty is the only success, read back from the table. */
+export interface ReapReport {
+  dryRun: boolean;
+  entries: ReapEntry[];
+  /** Every survivor of every reaped marker. */
+  survivors: Array<Survivor & { marker: string }>;
+  durationMs: number;
+}
+
+// Kills what earlier runs left (registry records, then stale markers of managed instances) and reports per marker.
+export async function reapLeftovers(options: ReapOptions): Promise<ReapReport> {
+  const started = performance.now();
+  const readTable = options.readTable ?? (() => snapshot({ cmdline: true }));
+  const collectOptions: CollectOptions = options.readMarker === undefined ? {} : { readMarker: options.readMarker };
+  const terminateOptions: TerminateOptions = {
+    ...(options.graceMs !== undefined && { graceMs: options.graceMs }),
+    ...(options.readTable !== undefined && { readTable: options.readTable }),
+    ...(options.readMarker !== undefined && { readMarker: options.readMarker }),
+  };
+  const dryRun = options.dryRun === true;
+  const live = options.liveMarkers ?? new Set<string>();
+  const managed = new Set(options.instanceIds);
+  const concurrency = options.concurrency ?? 4;
+
+  // (a) Registry records: terminate re-proves ownership (root identity, marker, group), so a reused pid is never touched.
+  const records = options.registry.list().filter((record) => !live.has(record.marker));
+  const before = await readTable();
+  const fromRegistry = await mapLimit(records, concurrency, async (record): Promise<ReapEntry> => {
+    const found = collectOwned(record, before, collectOptions).map(foundProcess);
+    const entry: ReapEntry = { marker: record.marker, instanceId: record.instanceId, source: 'registry', action: 'reaped', found, killed: [], survivors: [] };
+    if (dryRun) return { ...entry, action: found.length === 0 ? 'nothing-left' : 'would-reap' };
+    if (found.length > 0) {
+      const report = await terminate(record, terminateOptions);
+      entry.killed = report.killed;
+      entry.survivors = report.survivors;
+    } else {
+      entry.action = 'nothing-left';
+    }
+    // A record is forgotten only once its tree is confirmed dead; otherwise the next reap tries again.
+    entry.recordRemoved = entry.survivors.length === 0 && (await options.registry.remove(record.marker));
+    return entry;
+  });
+
+  // (b) Stale markers: carried by live processes, not a live launch of ours, not handled through the registry above.
+  // Decision: markers of instance ids we do not manage are reported but never killed: they may belong to another
+  // supervisor running with another stateDir, and a marker proves "Warden", not "this Warden".
+  const handled = new Set([...live, ...records.map((record) => record.marker)]);
+  const table = dryRun ? before : await readTable();
+  const byMarker = new Map<string, ProcessInfo[]>();
+  for (const [pid, marker] of findMarked(table, collectOptions)) {
+    const info = table.processes.get(pid);
+    if (info === undefined || handled.has(marker)) continue;
+    const group = byMarker.get(marker);
+    if (group === undefined) byMarker.set(marker, [info]);
+    else group.push(info);
+  }
+  const fromMarkers = await mapLimit([...byMarker], concurrency, async ([marker, members]): Promise<ReapEntry> => {
+    const instanceId = parseMarker(marker)?.instanceId ?? '';
+    const isManaged = managed.has(instanceId);
+    const owner = staleOwner(instanceId, marker, members);
+    // Managed: what terminate would take (the carriers plus their unmarked descendants). Unmanaged: just the carriers.
+    const found = (isManaged ? collectOwned(owner, table, collectOptions) : []).map(foundProcess);
+    const entry: ReapEntry = {
+      marker,
+      instanceId,
+      source: isManaged ? 'stale-marker' : 'unmanaged',
+      action: isManaged ? (dryRun ? 'would-reap' : 'reaped') : 'left-alone',
+      found: isManaged ? found : members.map((info) => foundProcess({ info, role: classifyRole(info) })),
+      killed: [],
+      survivors: [],
+    };
+    if (!isManaged || dryRun) return entry;
+    const report = await terminate(owner, terminateOptions);
+    entry.killed = report.killed;
+    entry.survivors = report.survivors;
+    return entry;
+  });
+
+  const entries = [...fromRegistry, ...fromMarkers];
+  const survivors = entries.flatMap((entry) => entry.survivors.map((survivor) => ({ ...survivor, marker: entry.marker })));
+  return { dryRun, entries, survivors, durationMs: performance.now() - started };
+}
+
+// An owner record for a stale marker: rooted at its oldest carrier, so the marker proof (started no earlier than
+// the root) covers every carrier; its group too when that carrier leads one (as launch() makes the root do).
+function staleOwner(instanceId: string, marker: string, members: ProcessInfo[]): OwnerRecord {
+  const oldest = members.reduce((a, b) => ((b.startTime ?? Infinity) < (a.startTime ?? Infinity) || (b.startTime === a.startTime && b.pid < a.pid) ? b : a));
+  return {
+    instanceId,
+    marker,
+    root: { pid: oldest.pid, startTime: oldest.startTime },
+    ...(oldest.pgid !== undefined && oldest.pgid === oldest.pid && { pgid: oldest.pgid }),
+  };
+}
+
+function foundProcess(owned: Pick<OwnedProcess, 'info' | 'role'>): FoundProcess {
+  return { pid: owned.info.pid, name: owned.info.name, role: owned.role };
+}
+
+// Runs `work` over `items` with at most `limit` at once, keeping the input order in the result.
+async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next;
+      next += 1;
+      results[index] = await work(items[index] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return results;
+}

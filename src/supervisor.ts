@@ -1,0 +1,684 @@
+// createSupervisor: the machines in machines/ wired to real processes, the sampler, the registry, the lock and the sentinel.
+import { Subject, type Observable, type Subscription } from 'rxjs';
+import { createActor, fromCallback, fromPromise } from 'xstate';
+import type { Actor, AnyActorRef, EventObject, InspectionEvent, Observer } from 'xstate';
+import { instanceKey, instanceMachine, supervisorMachine } from '../machines/index.js';
+import type {
+  EmergencyInput,
+  InstanceContext,
+  InstanceStateName,
+  LaunchInput,
+  LaunchOutput,
+  MonitorEvent,
+  MonitorInput,
+  SupervisorOutput,
+  TerminateInput,
+  TerminationReport as MachineReport,
+  WatchdogLevel,
+} from '../machines/index.js';
+import { parseConfig } from './config.js';
+import type { InstanceConfig, WardenConfig } from './config.js';
+import { writeDiagnosticBundle } from './diagnostics.js';
+import { ShutDownError, StartError, StopTimeoutError, UnknownInstanceError, WardenError } from './errors.js';
+import { postQuietly, probeHealth } from './health.js';
+import { createTailedLogger } from './logging.js';
+import type { LogTail, Logger } from './logging.js';
+import { preflight } from './preflight.js';
+import { launch, newMarker, snapshot, terminate } from './process/index.js';
+import type { TerminationReport, TreeHandle } from './process/index.js';
+import { acquireLock } from './process/lock.js';
+import type { Lock } from './process/lock.js';
+import { reapLeftovers } from './process/reap.js';
+import type { ReapReport } from './process/reap.js';
+import { Registry, launchRecord } from './process/registry.js';
+import { startSentinel } from './process/sentinel.js';
+import type { Sentinel } from './process/sentinel.js';
+import { createSampler } from './sampler.js';
+import type { RoleCounts, Sample, StaleGroup } from './sampler.js';
+
+/** Everything that happens, in order, for `events$` subscribers (dashboards, tests, the CLI). */
+export type WardenEvent =
+  | { type: 'transition'; at: number; instance: string; from: InstanceStateName | null; to: InstanceStateName; detail: string }
+  | { type: 'sample'; at: number; sample: Sample }
+  | { type: 'launch'; at: number; instance: string; pid: number; marker: string }
+  | { type: 'termination'; at: number; instance: string; reason: string; report: TerminationReport }
+  | { type: 'stale-reaped'; at: number; instance: string; marker: string; pids: number[]; report: TerminationReport }
+  | { type: 'reap'; at: number; report: ReapReport }
+  | { type: 'alert'; at: number; source: 'watchdog' | 'instance' | 'supervisor'; level: WatchdogLevel | 'error'; message: string; instance?: string }
+  | { type: 'emergency'; at: number; level: string; reason: string }
+  | { type: 'bundle'; at: number; path: string };
+
+/** One instance as `status()` shows it. */
+export interface InstanceStatus {
+  id: string;
+  state: InstanceStateName;
+  /** The full state path, e.g. `spawning.awaitingHealth`. */
+  detail: string;
+  pid: number | null;
+  shellPid: number | null;
+  pythonPid: number | null;
+  restarts: number;
+  desired: 'running' | 'stopped';
+  lastExit: InstanceContext['lastExit'];
+  lastError: string | null;
+  lastReport: MachineReport | null;
+  stopReason: string | null;
+  counts: RoleCounts;
+}
+
+/** The whole supervisor as `status()` shows it. */
+export interface SupervisorStatus {
+  instances: InstanceStatus[];
+  watchdog: { level: WatchdogLevel; counts: Sample['counts'] | null };
+  holdRestarts: boolean;
+  orphanedDetected: number;
+}
+
+/** What `shutdown()` observed. `ok` only when every tree was read back dead. */
+export interface ShutdownReport {
+  ok: boolean;
+  instances: SupervisorOutput['instances'];
+  survivors: Array<{ instance: string; pid: number; name: string; role: string }>;
+  durationMs: number;
+}
+
+export interface SupervisorOptions {
+  /** Base directory for relative paths in a config object. Default process.cwd(). */
+  baseDir?: string;
+  /** Logger; default: pino to stderr at WARDEN_LOG_LEVEL, with a tail kept for diagnostic bundles. */
+  logger?: Logger;
+  /** Start the sentinel that kills every tree if this process dies without shutdown. Default true. */
+  sentinel?: boolean;
+  /** Install SIGINT/SIGTERM handlers: the first runs shutdown(), a second forces the SIGKILL fast path. Default false. */
+  handleSignals?: boolean;
+  /** Passed to the root actor (e.g. `@statelyai/inspect`'s `inspector.inspect`). */
+  inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
+  /** How long `shutdown()` waits for confirmed stops before reporting what survived. Default: longest grace + 30 s. */
+  shutdownTimeoutMs?: number;
+}
+
+/** The public surface (DESIGN.md). */
+export interface Supervisor {
+  readonly config: WardenConfig;
+  /** The root actor, for inspection. */
+  readonly actor: Actor<typeof supervisorMachine>;
+  readonly events$: Observable<WardenEvent>;
+  /** Takes the lock, reaps what earlier runs left, starts the sentinel and the sampler. `start()` calls it. */
+  ready(): Promise<void>;
+  /** Resolves when the instance is running (healthy); rejects with the reason if it ends crashed or failed. */
+  start(id: string): Promise<InstanceStatus>;
+  /** Resolves with the termination report once the shell parent and the Python tree are confirmed dead. */
+  stop(id: string, options?: { timeoutMs?: number }): Promise<MachineReport>;
+  /** Stop (confirmed), then start. */
+  restart(id: string): Promise<InstanceStatus>;
+  /** Leaves `failed` (or lifts the emergency hold when `id` is absent). */
+  reset(id?: string): void;
+  status(): SupervisorStatus;
+  shutdown(): Promise<ShutdownReport>;
+}
+
+/** Per-instance runtime state that must not live in machine context (OS handles). */
+interface InstanceRuntime {
+  config: InstanceConfig;
+  logger: Logger;
+  handle: TreeHandle | undefined;
+  /** The launch in flight, so a STOP during spawning waits for whatever it started. */
+  launching: Promise<unknown> | undefined;
+  /** A marker handed to a launch that has not returned yet: never stale. */
+  pendingMarker: string | undefined;
+  /** Why the last launch was refused before spawning (port in use, foreign instance). */
+  refusal: WardenError | undefined;
+  /** Sends PIDS_DISCOVERED to the current monitor, if one runs. */
+  notifyRoles: ((shellPid?: number, pythonPid?: number) => void) | undefined;
+  counts: RoleCounts;
+}
+
+const EVENT_HISTORY = 200;
+const emptyCounts = (): RoleCounts => ({ python: 0, shell: 0, other: 0, total: 0 });
+const topState = (value: unknown): InstanceStateName =>
+  (typeof value === 'string' ? value : Object.keys(value as object)[0]) as InstanceStateName;
+const statePath = (value: unknown): string => {
+  if (typeof value === 'string') return value;
+  const [key, inner] = Object.entries(value as Record<string, unknown>)[0] ?? ['?', ''];
+  return `${key}.${statePath(inner)}`;
+};
+
+// Validates the config (throwing ConfigError naming each bad field) and builds a supervisor; nothing runs until start().
+export function createSupervisor(input: unknown, options: SupervisorOptions = {}): Supervisor {
+  const config = parseConfig(input, options.baseDir === undefined ? {} : { baseDir: options.baseDir });
+  const tailed = options.logger === undefined ? createTailedLogger() : undefined;
+  const logger: Logger = options.logger ?? (tailed as { logger: Logger }).logger;
+  const logTail: LogTail = tailed?.tail ?? { lines: () => [] };
+  const events = new Subject<WardenEvent>();
+  const history: WardenEvent[] = [];
+  const publish = (event: WardenEvent): void => {
+    history.push(event);
+    if (history.length > EVENT_HISTORY) history.shift();
+    events.next(event);
+  };
+
+  const runtimes = new Map<string, InstanceRuntime>();
+  for (const instance of config.instances) {
+    runtimes.set(instance.id, {
+      config: instance,
+      logger: logger.child({ instance: instance.id }),
+      handle: undefined,
+      launching: undefined,
+      pendingMarker: undefined,
+      refusal: undefined,
+      notifyRoles: undefined,
+      counts: emptyCounts(),
+    });
+  }
+  const runtimeOf = (id: string): InstanceRuntime => {
+    const runtime = runtimes.get(id);
+    if (runtime === undefined) throw new UnknownInstanceError(id, [...runtimes.keys()]);
+    return runtime;
+  };
+
+  let registry: Registry | undefined;
+  let lock: Lock | undefined;
+  let sentinel: Sentinel | undefined;
+  let sampling: Subscription | undefined;
+  let lastSample: Sample | undefined;
+  let orphanedDetected = 0;
+  let hurry = false;
+  let shutdownPromise: Promise<ShutdownReport> | undefined;
+  const reapingStale = new Set<string>();
+
+  const liveMarkers = (): Set<string> => {
+    const markers = new Set<string>();
+    for (const runtime of runtimes.values()) {
+      if (runtime.handle !== undefined) markers.add(runtime.handle.marker);
+      if (runtime.pendingMarker !== undefined) markers.add(runtime.pendingMarker);
+    }
+    return markers;
+  };
+
+  // ── The machines' side effects, as real actors ───────────────────────────────────────────────────────────
+
+  const launchTree = fromPromise<LaunchOutput, LaunchInput>(async ({ input }) => {
+    const runtime = runtimeOf(input.id);
+    const work = (async (): Promise<LaunchOutput> => {
+      runtime.refusal = undefined;
+      const { config: instance } = runtime;
+      try {
+        await preflight({ id: instance.id, cwd: instance.cwd, command: instance.command, port: instance.port ?? undefined });
+      } catch (error) {
+        if (error instanceof WardenError) runtime.refusal = error;
+        throw error;
+      }
+      const marker = newMarker(instance.id);
+      runtime.pendingMarker = marker;
+      try {
+        const handle = await launch({
+          instanceId: instance.id,
+          command: instance.command,
+          args: instance.args,
+          cwd: instance.cwd,
+          env: instance.env,
+          marker,
+          logger: runtime.logger,
+          onRolesChanged: (roles) => {
+            runtime.notifyRoles?.(roles.shell?.pid, roles.python?.pid);
+            void registry?.update(marker, { ...(roles.shell && { shellPid: roles.shell.pid }), ...(roles.python && { pythonPid: roles.python.pid }) }).catch((error: unknown) => runtime.logger.error({ err: error }, 'registry update failed'));
+          },
+        });
+        runtime.handle = handle;
+        const record = { instanceId: handle.instanceId, marker: handle.marker, root: handle.root, pgid: handle.pgid };
+        await registry?.add(launchRecord(handle));
+        await sentinel?.track(record);
+        publish({ type: 'launch', at: Date.now(), instance: instance.id, pid: handle.root.pid, marker });
+        runtime.logger.info({ pid: handle.root.pid, marker }, 'launched');
+        return {
+          pid: handle.root.pid,
+          ...(handle.pgid !== undefined && { pgid: handle.pgid }),
+          ...(handle.shell !== undefined && { shellPid: handle.shell.pid }),
+          ...(handle.python !== undefined && { pythonPid: handle.python.pid }),
+          marker,
+          startedAt: Date.now(),
+        };
+      } finally {
+        runtime.pendingMarker = undefined;
+      }
+    })();
+    runtime.launching = work.catch(() => undefined);
+    return work;
+  });
+
+  const monitorTree = fromCallback<EventObject, MonitorInput>(({ input, sendBack }) => {
+    const runtime = runtimeOf(input.id);
+    const handle = runtime.handle;
+    let stopped = false;
+    const send = (event: MonitorEvent): void => {
+      if (!stopped) sendBack(event);
+    };
+    if (handle === undefined) {
+      send({ type: 'PROCESS_EXITED', code: null, signal: null, at: Date.now() });
+      return () => undefined;
+    }
+    runtime.notifyRoles = (shellPid, pythonPid) =>
+      send({ type: 'PIDS_DISCOVERED', ...(shellPid !== undefined && { shellPid }), ...(pythonPid !== undefined && { pythonPid }) });
+    if (handle.shell !== undefined || handle.python !== undefined) runtime.notifyRoles(handle.shell?.pid, handle.python?.pid);
+    void handle.exited.then((exit) => send({ type: 'PROCESS_EXITED', code: exit.code, signal: exit.signal, at: Date.now() }));
+
+    const health = runtime.config.health;
+    let timer: NodeJS.Timeout | undefined;
+    if (health === null) {
+      if (input.phase === 'startup') queueMicrotask(() => send({ type: 'HEALTHY', at: Date.now() }));
+    } else {
+      let failures = 0;
+      // Readiness polls faster than liveness: a start should not wait a whole interval past the moment it is up.
+      const every = input.phase === 'startup' ? Math.min(health.intervalMs, 250) : health.intervalMs;
+      const probe = async (): Promise<void> => {
+        const result = await probeHealth(health.url, health.timeoutMs);
+        if (stopped) return;
+        if (result.ok) {
+          failures = 0;
+          if (input.phase === 'startup') return send({ type: 'HEALTHY', at: Date.now() });
+        } else if (input.phase === 'liveness') {
+          failures += 1;
+          runtime.logger.warn({ failures, reason: result.reason }, 'health probe failed');
+          if (failures >= health.failureThreshold) {
+            return send({ type: 'HEALTH_FAILED', reason: `${failures} consecutive health probes failed: ${result.reason ?? 'unknown'}`, at: Date.now() });
+          }
+        }
+        timer = setTimeout(() => void probe(), every);
+      };
+      timer = setTimeout(() => void probe(), input.phase === 'startup' ? 0 : every);
+    }
+    return () => {
+      stopped = true;
+      runtime.notifyRoles = undefined;
+      if (timer !== undefined) clearTimeout(timer);
+    };
+  });
+
+  const terminateTree = fromPromise<MachineReport, TerminateInput>(async ({ input }) => {
+    const runtime = runtimeOf(input.id);
+    await runtime.launching;
+    const handle = runtime.handle;
+    if (handle === undefined) return { survivors: [], killed: [], escalated: false, durationMs: 0 };
+    const graceful = runtime.config.gracefulStop;
+    const polite = graceful !== null && input.attempt === 0 && !hurry && (input.reason === 'stop' || input.reason === 'restart' || input.reason === 'shutdown');
+    const report = await terminate(handle, {
+      graceMs: runtime.config.stopGraceMs,
+      immediate: input.attempt > 0 || hurry,
+      shouldHurry: () => hurry,
+      ...(polite && { beforeSignals: () => postQuietly(graceful.url, graceful.timeoutMs) }),
+    });
+    publish({ type: 'termination', at: Date.now(), instance: input.id, reason: input.reason, report });
+    runtime.logger.info({ reason: input.reason, killed: report.killed.length, survivors: report.survivors.length, ms: Math.round(report.durationMs) }, 'terminate finished');
+    if (report.survivors.length === 0) {
+      handle.dispose();
+      runtime.handle = undefined;
+      await registry?.remove(handle.marker);
+      await sentinel?.untrack(handle.marker);
+    }
+    return report;
+  });
+
+  const reapOrphans = fromPromise<unknown, EmergencyInput>(async () => {
+    if (registry === undefined) return { entries: 0 };
+    const report = await reapLeftovers({ registry, instanceIds: runtimes.keys(), liveMarkers: liveMarkers(), graceMs: 1000 });
+    publish({ type: 'reap', at: Date.now(), report });
+    return { entries: report.entries.length, survivors: report.survivors.length };
+  });
+
+  const writeBundle = fromPromise<unknown, EmergencyInput>(async ({ input }) => {
+    const path = await writeDiagnosticBundle(config.stateDir, {
+      reason: `${input.level}: ${input.reason}`,
+      table: await snapshot({ cmdline: true }),
+      machines: actor.getPersistedSnapshot(),
+      events: history.slice(),
+      config,
+      logTail: logTail.lines(),
+    });
+    publish({ type: 'bundle', at: Date.now(), path });
+    logger.error({ path }, 'diagnostic bundle written');
+    return { path };
+  });
+
+  const machine = supervisorMachine.provide({
+    actors: {
+      instance: instanceMachine.provide({ actors: { launchTree, monitorTree, terminateTree } }),
+      reapOrphans,
+      writeDiagnosticBundle: writeBundle,
+    },
+  });
+  const actor = createActor(machine, {
+    input: {
+      instances: config.instances.map((instance) => ({ id: instance.id, startupTimeoutMs: instance.startupTimeoutMs, restart: instance.restart })),
+      watchdog: {
+        warning: config.watchdog.warning,
+        critical: config.watchdog.critical,
+        emergencyWindowMs: config.watchdog.emergencyWindowMs,
+        calmSamples: config.watchdog.calmSamples,
+      },
+    },
+    ...(options.inspect !== undefined && { inspect: options.inspect }),
+  });
+
+  actor.on('*', (emitted) => {
+    const at = Date.now();
+    const event = emitted as { type: string } & Record<string, unknown>;
+    if (event.type === 'ALERT') {
+      publish({ type: 'alert', at, source: 'watchdog', level: event.level as WatchdogLevel, message: String(event.reason) });
+    } else if (event.type === 'RUNAWAY') {
+      publish({ type: 'emergency', at, level: String(event.level), reason: String(event.reason) });
+    } else if (event.type === 'INSTANCE_ALERT') {
+      const alert = event.alert as { message: string };
+      publish({ type: 'alert', at, source: 'instance', level: 'error', message: alert.message, instance: String(event.id) });
+    } else if (event.type === 'COMMAND_REFUSED' || event.type === 'CHILD_FAILED') {
+      publish({ type: 'alert', at, source: 'supervisor', level: 'error', message: String(event.reason ?? event.error) });
+    }
+  });
+
+  const instanceActor = (id: string): AnyActorRef | undefined => actor.system.get(instanceKey(id)) as AnyActorRef | undefined;
+
+  // ── Lifecycle ────────────────────────────────────────────────────────────────────────────────────────────
+
+  let readyPromise: Promise<void> | undefined;
+  const ready = (): Promise<void> => {
+    if (shutdownPromise !== undefined) return Promise.reject(new ShutDownError());
+    readyPromise ??= (async () => {
+      lock = await acquireLock(config.stateDir);
+      if (lock.takenOverFrom !== undefined) logger.warn({ previous: lock.takenOverFrom }, 'took over a stale supervisor lock');
+      try {
+        registry = await Registry.open(config.stateDir);
+        const reaped = await reapLeftovers({ registry, instanceIds: runtimes.keys() });
+        if (reaped.entries.length > 0) {
+          publish({ type: 'reap', at: Date.now(), report: reaped });
+          logger.warn({ entries: reaped.entries.length, survivors: reaped.survivors.length }, 'reaped what an earlier run left');
+        }
+        if (options.sentinel !== false) sentinel = await startSentinel({ stateDir: config.stateDir, logger });
+        actor.start();
+        watchTransitions();
+        startSampling();
+      } catch (error) {
+        await lock.release();
+        throw error;
+      }
+    })();
+    return readyPromise;
+  };
+
+  const watchTransitions = (): void => {
+    for (const id of runtimes.keys()) {
+      const child = instanceActor(id);
+      if (child === undefined) continue;
+      let previous: string | null = null;
+      let previousTop: InstanceStateName | null = null;
+      child.subscribe((snapshot: { value: unknown }) => {
+        const detail = statePath(snapshot.value);
+        if (detail === previous) return;
+        const to = topState(snapshot.value);
+        publish({ type: 'transition', at: Date.now(), instance: id, from: previousTop, to, detail });
+        previous = detail;
+        previousTop = to;
+      });
+    }
+  };
+
+  const startSampling = (): void => {
+    sampling = createSampler({
+      intervalMs: config.watchdog.sampleIntervalMs,
+      emergencyWindowMs: config.watchdog.emergencyWindowMs,
+      instances: () =>
+        [...runtimes.values()].map((runtime) => ({
+          id: runtime.config.id,
+          owner: runtime.handle,
+          profile: { cwd: runtime.config.cwd, command: runtime.config.command },
+        })),
+      liveMarkers,
+      onTable: (table) => {
+        for (const runtime of runtimes.values()) runtime.handle?.identify(table);
+      },
+    }).subscribe({
+      next: (sample) => {
+        lastSample = sample;
+        for (const [id, counts] of Object.entries(sample.perInstance)) {
+          const runtime = runtimes.get(id);
+          if (runtime !== undefined) runtime.counts = counts;
+        }
+        publish({ type: 'sample', at: sample.at, sample });
+        for (const group of sample.stale) void reapStale(group);
+        actor.send({
+          type: 'SAMPLE',
+          at: sample.at,
+          counts: sample.counts,
+          perInstance: sample.perInstance,
+          windowMin: sample.windowMin,
+        });
+      },
+      error: (error: unknown) => logger.error({ err: error }, 'sampler failed'),
+    });
+  };
+
+  // Stale = carries one of our instances' markers, belongs to no live launch: reaped as soon as it is seen.
+  const reapStale = async (group: StaleGroup): Promise<void> => {
+    if (reapingStale.has(group.marker)) return;
+    reapingStale.add(group.marker);
+    try {
+      orphanedDetected += group.processes.length;
+      const oldest = [...group.processes].sort((a, b) => (a.startTime ?? 0) - (b.startTime ?? 0))[0];
+      if (oldest === undefined) return;
+      const report = await terminate(
+        { instanceId: group.instanceId, marker: group.marker, root: { pid: oldest.pid, startTime: oldest.startTime, clock: 'proc' } },
+        { graceMs: 1000 },
+      );
+      publish({ type: 'stale-reaped', at: Date.now(), instance: group.instanceId, marker: group.marker, pids: group.processes.map((entry) => entry.pid), report });
+      logger.warn({ marker: group.marker, killed: report.killed.length, survivors: report.survivors.length }, 'reaped stale processes');
+    } finally {
+      reapingStale.delete(group.marker);
+    }
+  };
+
+  // Waits until the instance's snapshot satisfies `settle` (returns a value) or `fail` (returns an error).
+  const waitForInstance = <T>(
+    id: string,
+    settle: (snapshot: { value: unknown; context: InstanceContext }, seen: Set<InstanceStateName>) => T | undefined,
+    fail: (snapshot: { value: unknown; context: InstanceContext }, seen: Set<InstanceStateName>) => Error | undefined,
+    timeoutMs?: number,
+  ): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const child = instanceActor(id);
+      if (child === undefined) return reject(new UnknownInstanceError(id, [...runtimes.keys()]));
+      const seen = new Set<InstanceStateName>();
+      let timer: NodeJS.Timeout | undefined;
+      let subscription: { unsubscribe(): void } | undefined;
+      let finished = false;
+      const finish = (action: () => void): void => {
+        if (finished) return;
+        finished = true;
+        subscription?.unsubscribe();
+        if (timer !== undefined) clearTimeout(timer);
+        action();
+      };
+      const check = (snapshot: { value: unknown; context: InstanceContext }): void => {
+        seen.add(topState(snapshot.value));
+        const value = settle(snapshot, seen);
+        if (value !== undefined) return finish(() => resolve(value));
+        const error = fail(snapshot, seen);
+        if (error !== undefined) finish(() => reject(error));
+      };
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          const snapshot = child.getSnapshot() as { context: InstanceContext };
+          const survivors = snapshot.context.lastReport?.survivors ?? [];
+          finish(() => reject(new StopTimeoutError(id, survivors, timeoutMs)));
+        }, timeoutMs);
+      }
+      subscription = child.subscribe({ next: check });
+      // The commands were sent before subscribing, so the current snapshot counts as seen.
+      check(child.getSnapshot() as { value: unknown; context: InstanceContext });
+    });
+
+  const statusOf = (id: string): InstanceStatus => {
+    const runtime = runtimeOf(id);
+    const snapshot = instanceActor(id)?.getSnapshot() as { value: unknown; context: InstanceContext } | undefined;
+    const context = snapshot?.context;
+    return {
+      id,
+      state: snapshot === undefined ? 'idle' : topState(snapshot.value),
+      detail: snapshot === undefined ? 'idle' : statePath(snapshot.value),
+      pid: context?.pid ?? null,
+      shellPid: context?.shellPid ?? null,
+      pythonPid: context?.pythonPid ?? null,
+      restarts: context?.restarts ?? 0,
+      desired: context?.desired ?? 'stopped',
+      lastExit: context?.lastExit ?? null,
+      lastError: context?.lastError ?? null,
+      lastReport: context?.lastReport ?? null,
+      stopReason: context?.stopReason ?? null,
+      counts: runtime.counts,
+    };
+  };
+
+  const start = async (id: string): Promise<InstanceStatus> => {
+    const runtime = runtimeOf(id);
+    await ready();
+    let refused: string | undefined;
+    const offRefused = actor.on('COMMAND_REFUSED', (event) => {
+      if (event.command === 'START' && (event.id === id || event.id === null)) refused = event.reason;
+    });
+    actor.send({ type: 'START', id });
+    try {
+      return await waitForInstance(
+        id,
+        (snapshot) => (topState(snapshot.value) === 'running' ? statusOf(id) : undefined),
+        (snapshot, seen) => {
+          const state = topState(snapshot.value);
+          if (refused !== undefined) return new StartError(id, state, refused);
+          if (state === 'crashed' || state === 'failed') {
+            if (runtime.refusal !== undefined) {
+              // Refused before anything was spawned: retrying cannot help, so stand down and say why.
+              actor.send({ type: 'STOP', id });
+              return runtime.refusal;
+            }
+            return new StartError(id, state, snapshot.context.lastError ?? 'the tree exited');
+          }
+          if (state === 'idle' && seen.has('stopping')) return new StartError(id, state, 'stopped before it became healthy');
+          return undefined;
+        },
+      );
+    } finally {
+      offRefused.unsubscribe();
+    }
+  };
+
+  const stop = async (id: string, stopOptions: { timeoutMs?: number } = {}): Promise<MachineReport> => {
+    runtimeOf(id);
+    if (readyPromise === undefined) return { survivors: [], killed: [], escalated: false, durationMs: 0 };
+    await ready();
+    actor.send({ type: 'STOP', id });
+    return waitForInstance(
+      id,
+      (snapshot) => {
+        const state = topState(snapshot.value);
+        if (state !== 'idle' && state !== 'failed') return undefined;
+        return snapshot.context.lastReport ?? { survivors: [], killed: [], escalated: false, durationMs: 0 };
+      },
+      () => undefined,
+      stopOptions.timeoutMs,
+    );
+  };
+
+  const restart = async (id: string): Promise<InstanceStatus> => {
+    runtimeOf(id);
+    await ready();
+    actor.send({ type: 'RESTART', id });
+    return waitForInstance(
+      id,
+      (snapshot, seen) => (seen.has('stopping') && topState(snapshot.value) === 'running' ? statusOf(id) : undefined),
+      (snapshot) => {
+        const state = topState(snapshot.value);
+        if (state === 'crashed' || state === 'failed') return new StartError(id, state, snapshot.context.lastError ?? 'the tree exited');
+        return undefined;
+      },
+    );
+  };
+
+  const shutdown = (): Promise<ShutdownReport> => {
+    shutdownPromise ??= (async () => {
+      const started = performance.now();
+      sampling?.unsubscribe();
+      let output: SupervisorOutput | undefined;
+      if (readyPromise !== undefined) {
+        await readyPromise.catch(() => undefined);
+        const timeoutMs =
+          options.shutdownTimeoutMs ?? Math.max(0, ...config.instances.map((instance) => instance.stopGraceMs)) + 30_000;
+        output = await new Promise<SupervisorOutput | undefined>((resolve) => {
+          const timer = setTimeout(() => resolve(undefined), timeoutMs);
+          const done = (snapshot: { status: string; output?: SupervisorOutput }): void => {
+            if (snapshot.status === 'done') {
+              clearTimeout(timer);
+              resolve(snapshot.output);
+            }
+          };
+          actor.subscribe({ next: done, error: () => resolve(undefined) });
+          actor.send({ type: 'SHUTDOWN' });
+          done(actor.getSnapshot() as { status: string; output?: SupervisorOutput });
+        });
+      }
+      const instances = output?.instances ?? config.instances.map((instance) => {
+        const status = statusOf(instance.id);
+        return { id: instance.id, state: status.state, confirmedDead: false, lastReport: status.lastReport, lastError: status.lastError };
+      });
+      const survivors = instances.flatMap((entry) =>
+        entry.confirmedDead ? [] : (entry.lastReport?.survivors ?? []).map((survivor) => ({ instance: entry.id, pid: survivor.pid, name: survivor.name, role: survivor.role })),
+      );
+      const ok = readyPromise === undefined || (output?.ok ?? false);
+      if (ok) {
+        actor.stop();
+        await sentinel?.goodbye();
+      } else {
+        // Not confirmed: keep the sentinel armed, so the trees die with this process at the latest.
+        logger.error({ survivors }, 'shutdown could not confirm every tree dead; the sentinel stays armed');
+      }
+      await lock?.release();
+      logger.flush();
+      events.complete();
+      return { ok, instances, survivors, durationMs: performance.now() - started };
+    })();
+    return shutdownPromise;
+  };
+
+  if (options.handleSignals === true) {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (shutdownPromise === undefined) {
+        logger.warn({ signal }, 'shutting down (send the signal again to skip the grace period)');
+        void shutdown().then((report) => process.exit(report.ok ? 0 : 1));
+      } else {
+        hurry = true;
+        logger.warn({ signal }, 'second signal: SIGKILL fast path (still confirmed)');
+      }
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+
+  return {
+    config,
+    actor,
+    events$: events.asObservable(),
+    ready,
+    start,
+    stop,
+    restart,
+    reset: (id) => {
+      if (id !== undefined) runtimeOf(id);
+      actor.send(id === undefined ? { type: 'RESET' } : { type: 'RESET', id });
+    },
+    status: () => ({
+      instances: config.instances.map((instance) => statusOf(instance.id)),
+      watchdog: {
+        level: (actor.getSnapshot().context as { watchdogLevel?: WatchdogLevel }).watchdogLevel ?? 'ok',
+        counts: lastSample?.counts ?? null,
+      },
+      holdRestarts: (actor.getSnapshot().context as { holdRestarts?: boolean }).holdRestarts ?? false,
+      orphanedDetected,
+    }),
+    shutdown,
+  };
+}
