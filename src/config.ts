@@ -386,8 +386,9 @@ function isLoopback(host: string): boolean {
   const name = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
   if (name === 'localhost') return true;
   if (isIPv4(name)) return name.startsWith('127.');
-  if (!isIPv6(name)) return false;
-  const normal = new URL(`http://[${name}]/`).hostname.slice(1, -1);
+  const address = name.replace(/%.*$/, ''); // a zone id (`::1%lo`) does not change the address
+  if (!isIPv6(address)) return false;
+  const normal = new URL(`http://[${address}]/`).hostname.slice(1, -1);
   return normal === '::1' || /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(normal);
 }
 

@@ -15,7 +15,7 @@ export interface RoleCounts {
 export interface StaleGroup {
   instanceId: string;
   marker: string;
-  processes: Array<{ pid: number; name: string; role: ProcessRole; startTime: number | undefined }>;
+  processes: Array<{ pid: number; ppid: number; name: string; role: ProcessRole; startTime: number | undefined }>;
 }
 
 /** One reading of the process table, as the watchdog and the dashboard see it. */
@@ -55,6 +55,12 @@ export interface SamplerOptions {
 
 const emptyCounts = (): RoleCounts => ({ python: 0, shell: 0, other: 0, total: 0 });
 
+// A shell counts as a shell parent only when its parent is not a shell of the same set: `$(...)` subshells and
+// other forks of a wrapper are part of that wrapper, not another wrapper (webui.sh forks several while starting).
+function countedRole(role: ProcessRole, ppid: number, shells: ReadonlySet<number>): ProcessRole {
+  return role === 'shell' && shells.has(ppid) ? 'other' : role;
+}
+
 // Classifies one table: owned counts per instance, stale marked groups, foreign look-alikes.
 export function classifyTable(
   table: ProcessTable,
@@ -66,10 +72,12 @@ export function classifyTable(
   for (const instance of instances) {
     const counts = emptyCounts();
     if (instance.owner !== undefined) {
-      for (const owned of collectOwned(instance.owner, table)) {
-        if (counted.has(owned.info.pid)) continue;
-        counted.add(owned.info.pid);
-        counts[owned.role] += 1;
+      const owned = collectOwned(instance.owner, table);
+      const shells = new Set(owned.filter((entry) => entry.role === 'shell').map((entry) => entry.info.pid));
+      for (const entry of owned) {
+        if (counted.has(entry.info.pid)) continue;
+        counted.add(entry.info.pid);
+        counts[countedRole(entry.role, entry.info.ppid, shells)] += 1;
         counts.total += 1;
       }
     }
@@ -88,7 +96,7 @@ export function classifyTable(
     if (info === undefined) continue;
     let group = staleByMarker.get(marker);
     if (group === undefined) staleByMarker.set(marker, (group = { instanceId: parsed.instanceId, marker, processes: [] }));
-    group.processes.push({ pid, name: info.name, role: classifyRole(info), startTime: info.startTime });
+    group.processes.push({ pid, ppid: info.ppid, name: info.name, role: classifyRole(info), startTime: info.startTime });
   }
   const foreign: Lookalike[] = [];
   const seenForeign = new Set<number>();
@@ -122,11 +130,13 @@ export function createSampler(options: SamplerOptions): Observable<Sample> {
     }
     let staleCount = 0;
     for (const group of stale) {
+      const shells = new Set(group.processes.filter((entry) => entry.role === 'shell').map((entry) => entry.pid));
       for (const entry of group.processes) {
         staleCount += 1;
         total += 1;
-        if (entry.role === 'python') python += 1;
-        if (entry.role === 'shell') shell += 1;
+        const role = countedRole(entry.role, entry.ppid, shells);
+        if (role === 'python') python += 1;
+        if (role === 'shell') shell += 1;
       }
     }
     const at = table.takenAt;

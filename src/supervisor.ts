@@ -322,7 +322,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     if (registry === undefined) return { entries: 0 };
     const report = await reapLeftovers({ registry, instanceIds: runtimes.keys(), liveMarkers: liveMarkers(), graceMs: 1000 });
     publish({ type: 'reap', at: Date.now(), report });
-    return { entries: report.entries.length, survivors: report.survivors.length };
+    return { reaped: report.entries.filter((entry) => entry.action === 'reaped').length, survivors: report.survivors.length };
   });
 
   const writeBundle = fromPromise<unknown, EmergencyInput>(async ({ input }) => {
@@ -387,10 +387,9 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       try {
         registry = await Registry.open(config.stateDir);
         const reaped = await reapLeftovers({ registry, instanceIds: runtimes.keys() });
-        if (reaped.entries.length > 0) {
-          publish({ type: 'reap', at: Date.now(), report: reaped });
-          logger.warn({ entries: reaped.entries.length, survivors: reaped.survivors.length }, 'reaped what an earlier run left');
-        }
+        const acted = reaped.entries.filter((entry) => entry.action === 'reaped');
+        if (reaped.entries.length > 0) publish({ type: 'reap', at: Date.now(), report: reaped });
+        if (acted.length > 0) logger.warn({ trees: acted.length, survivors: reaped.survivors.length }, 'reaped what an earlier run left');
         if (options.sentinel !== false) sentinel = await startSentinel({ stateDir: config.stateDir, logger });
         actor.start();
         watchTransitions();

@@ -279,10 +279,10 @@ describe('each bad field is named with the value received', () => {
   });
 
   test('loopback hosts are accepted in every spelling', () => {
-    for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', 'LOCALHOST', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1']) {
+    for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', 'LOCALHOST', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', '::1%lo']) {
       expect(parseConfig({ instances: [webui], server: { host } }).server.host).toBe(host);
     }
-    for (const host of ['0.0.0.0', '192.168.1.20', '::', 'example.com', '128.0.0.1', 'localhost.example.com']) {
+    for (const host of ['0.0.0.0', '192.168.1.20', '::', 'example.com', '128.0.0.1', 'localhost.example.com', 'fe80::1%eth0', '']) {
       expect(problemLines({ instances: [webui], server: { host } })[0]).toMatch(/^server\.host: must be a loopback address/);
     }
   });

@@ -17,3 +17,9 @@ export type { ProcessInfo, ProcessTable, ProcessIdentity, ProcessRole } from './
 export { portAnswers, listeningPids } from './ports.js';
 export { findLookalikes } from './lookalikes.js';
 export type { Lookalike, LookalikeProfile } from './lookalikes.js';
+export { Registry, RegistryError, RegistryCorruptError, launchRecord } from './registry.js';
+export type { LaunchRecord, LaunchRecordPatch } from './registry.js';
+export { acquireLock, SupervisorLockedError } from './lock.js';
+export type { Lock, LockHolder, AcquireLockOptions, TakeoverReason } from './lock.js';
+export { reapLeftovers } from './reap.js';
+export type { ReapOptions, ReapReport, ReapEntry, FoundProcess } from './reap.js';

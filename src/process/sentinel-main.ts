@@ -18,6 +18,8 @@ import type { ProcessIdentity } from './types.js';
 const TERMINATE_OPTIONS = { graceMs: 300, confirmTimeoutMs: 3000 } as const;
 /** How often the supervisor's identity is re-checked (covers a pipe end inherited by someone else). */
 const SUPERVISOR_POLL_MS = 200;
+/** How long a supervisor seen gone gets for its pipe to report EOF before the sentinel stops waiting for it. */
+const SUPERVISOR_GONE_WAIT_MS = 50;
 /** The sentinel never outlives its job: it exits this long after a cleanup began, whatever happened. */
 const HARD_DEADLINE_MS = 10_000;
 
@@ -31,11 +33,11 @@ const { values } = parseArgs({
 });
 const logPath = values.log;
 const supervisorPid = Number(values['supervisor-pid']);
-if (logPath === undefined || !Number.isInteger(supervisorPid) || supervisorPid <= 1) {
+const supervisorStart = values['supervisor-start'] === undefined ? undefined : Number(values['supervisor-start']);
+if (logPath === undefined || !Number.isInteger(supervisorPid) || supervisorPid <= 1 || (supervisorStart !== undefined && !Number.isInteger(supervisorStart))) {
   process.stderr.write(`sentinel: usage: --log <path> --supervisor-pid <pid> [--supervisor-start <ticks>] (got ${JSON.stringify(process.argv.slice(2))})\n`);
   process.exit(2);
 }
-const supervisorStart = values['supervisor-start'] === undefined ? undefined : Number(values['supervisor-start']);
 const supervisor: ProcessIdentity = { pid: supervisorPid, startTime: supervisorStart, clock: 'proc' };
 
 // One JSON line per event; a log that cannot be written must not stop the sentinel from killing.
@@ -120,8 +122,10 @@ for (const signal of ['SIGINT', 'SIGHUP'] as const) process.on(signal, () => log
 
 const supervisorWatch = setInterval(() => {
   if (leaving || identityHoldsNow(supervisor)) return;
-  // Lines already in the pipe are read before this timer fires again: a last track or goodbye still counts.
-  setTimeout(() => void cleanup('supervisor-gone'), 20);
+  // A short wait lets lines already in the pipe be read first (a last track or goodbye still counts). The EOF
+  // usually lands in it too: a SIGKILLed multi-threaded supervisor shows as a zombie a moment before its last
+  // thread closes the pipe. Either way the same cleanup runs; only the logged reason differs.
+  setTimeout(() => void cleanup('supervisor-gone'), SUPERVISOR_GONE_WAIT_MS);
 }, SUPERVISOR_POLL_MS);
 
 const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });

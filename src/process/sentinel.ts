@@ -115,7 +115,8 @@ export async function startSentinel(options: SentinelOptions): Promise<Sentinel>
     child = spawn(process.execPath, args, {
       cwd: stateDir,
       env,
-      detached: process.platform !== 'win32',
+      // POSIX: a new session. Windows: its own (hidden) console, so a Ctrl-C in ours does not reach it.
+      detached: true,
       stdio: ['pipe', 'pipe', logFd],
       windowsHide: true,
     });
@@ -165,7 +166,7 @@ export async function startSentinel(options: SentinelOptions): Promise<Sentinel>
   const send = (message: SentinelMessage): Promise<boolean> =>
     new Promise((resolveSend) => {
       if (goodbyeSent !== undefined || hasExited || stdin.destroyed || !stdin.writable) {
-        logger.warn({ message: message.type, pid }, 'sentinel is gone: message not delivered');
+        logger.warn({ message: message.type, pid }, 'sentinel already released or gone: message not delivered');
         resolveSend(false);
         return;
       }

@@ -79,6 +79,21 @@ interface Sighting {
   member: TrackedProcess | undefined;
 }
 
+// The order in which each sequenced table's read began: content order, whatever order the reads finish in.
+const tableSequence = new WeakMap<ProcessTable, number>();
+let readsBegun = 0;
+
+// Wraps a reader so its tables carry the order their reads began; trackers skip a table older than one already seen.
+export function sequencedReader(readTable: () => Promise<ProcessTable>): () => Promise<ProcessTable> {
+  return async () => {
+    readsBegun += 1;
+    const sequence = readsBegun;
+    const table = await readTable();
+    tableSequence.set(table, sequence);
+    return table;
+  };
+}
+
 const sameName = (a: string, b: string): boolean => a === '' || b === '' || a.toLowerCase() === b.toLowerCase();
 
 // The sighting that stands for a member at its pid.
@@ -99,6 +114,7 @@ export class WindowsTreeTracker {
   private rootPending = true;
   private readonly observedTables = new WeakSet<ProcessTable>();
   private reading: Promise<unknown> = Promise.resolve();
+  private lastSequence = 0;
 
   constructor(options: WindowsTreeTrackerOptions) {
     const pid = options.root.pid;
@@ -159,9 +175,15 @@ export class WindowsTreeTracker {
 
   // Records one listing: follows deaths, pid reuse and newcomers; returns the members adopted from it.
   // Listings must come in the order they were read: an older listing would make new members look dead,
-  // and when they show again they would be judged as reused pids. Readers that may overlap use `refresh`.
+  // and when they show again they would be judged as reused pids. Overlapping readers (the sampler and a
+  // stop) go through `sequencedReader`, whose older tables are skipped here, or through `refresh`.
   observe(table: ProcessTable): TrackedProcess[] {
     if (this.observedTables.has(table)) return [];
+    const sequence = tableSequence.get(table);
+    if (sequence !== undefined) {
+      if (sequence < this.lastSequence) return [];
+      this.lastSequence = sequence;
+    }
     const index = this.beginListing(table);
     const rows = table.processes;
 
@@ -434,7 +456,9 @@ export interface WindowsTerminateOptions {
   pollIntervalMs?: number;
   /** How long to keep re-reading and killing before reporting survivors. Default 10000. */
   confirmTimeoutMs?: number;
-  /** Process-table reader. Default `snapshot({ backend: 'ps-list', cmdline: false })` (fastlist). */
+  /** Polled during the polite wait: returning true cuts it short (a second Ctrl-C). */
+  shouldHurry?: () => boolean;
+  /** Process-table reader. Default: `snapshot({ backend: 'ps-list', cmdline: false })` (fastlist), sequenced. */
   readTable?: () => Promise<ProcessTable>;
   /** Kill executor. Default `taskkillExecutor()`. */
   killer?: WindowsKillExecutor;
@@ -457,7 +481,7 @@ interface KillLedger {
 export async function terminateWindows(tracker: WindowsTreeTracker, options: WindowsTerminateOptions = {}): Promise<TerminationReport> {
   const now = options.now ?? (() => performance.now());
   const sleep = options.sleep ?? ((ms: number) => sleepFor(ms).then(() => undefined));
-  const readTable = options.readTable ?? (() => snapshot({ backend: 'ps-list', cmdline: false }));
+  const readTable = options.readTable ?? sequencedReader(() => snapshot({ backend: 'ps-list', cmdline: false }));
   const killer = options.killer ?? taskkillExecutor();
   const pollMs = options.pollIntervalMs ?? 100;
   const treeKill = options.treeKill !== false;
@@ -486,7 +510,8 @@ export async function terminateWindows(tracker: WindowsTreeTracker, options: Win
     if (result.outcome === 'killed') {
       entry.signal = 'SIGKILL';
       entry.refusal = undefined;
-    } else if (result.outcome === 'denied' || result.outcome === 'failed') {
+    } else if ((result.outcome === 'denied' || result.outcome === 'failed') && entry.signal !== 'SIGKILL') {
+      // After a successful kill, Windows refuses TerminateProcess on the exiting process: not a refusal.
       entry.refusal = result;
     }
   };
@@ -502,7 +527,7 @@ export async function terminateWindows(tracker: WindowsTreeTracker, options: Win
       // A refused or failed polite request only means we go on to kills.
     }
     const politeDeadline = now() + (options.politeWaitMs ?? 5000);
-    while (current.length > 0 && now() < politeDeadline) {
+    while (current.length > 0 && now() < politeDeadline && options.shouldHurry?.() !== true) {
       await sleep(pollMs);
       current = await collect();
     }
@@ -536,7 +561,7 @@ export async function terminateWindows(tracker: WindowsTreeTracker, options: Win
     pid: owned.info.pid,
     name: owned.info.name,
     role: owned.role,
-    reason: survivalReason(ledger.get(keyOf(owned))?.refusal),
+    reason: survivalReason(ledger.get(keyOf(owned))),
   }));
   const survivorKeys = new Set(current.map(keyOf));
   const killed: KilledProcess[] = [];
@@ -549,7 +574,6 @@ export async function terminateWindows(tracker: WindowsTreeTracker, options: Win
 
 // Top-most owned processes whose whole live ppid-subtree in the table is owned: safe targets for taskkill /T.
 function whollyOwnedSubtrees(owned: OwnedProcess[], table: ProcessTable): { top: OwnedProcess; members: OwnedProcess[] }[] {
-  const ownedPids = new Set(owned.map((entry) => entry.info.pid));
   const children = new Map<number, number[]>();
   for (const info of table.processes.values()) {
     if (info.pid === info.ppid) continue;
@@ -583,7 +607,11 @@ function whollyOwnedSubtrees(owned: OwnedProcess[], table: ProcessTable): { top:
   return subtrees;
 }
 
-function survivalReason(refusal: WindowsKillResult | undefined): string {
+function survivalReason(entry: KillLedger | undefined): string {
+  if (entry?.signal === 'SIGKILL') {
+    return 'terminated but still listed: Windows keeps a process until its pending I/O (often a GPU driver call) completes';
+  }
+  const refusal = entry?.refusal;
   const detail = refusal?.detail !== undefined && refusal.detail !== '' ? `: ${refusal.detail}` : '';
   if (refusal?.outcome === 'denied') return `access denied: taskkill /F was refused (another user's, elevated or protected process)${detail}`;
   if (refusal?.outcome === 'failed') return `kill failed${detail}`;

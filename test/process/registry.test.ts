@@ -7,7 +7,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { Registry, RegistryCorruptError, launchRecord } from '../../src/process/registry.js';
 import type { LaunchRecord } from '../../src/process/registry.js';
 import { readStartTime } from '../../src/process/procfs.js';
-import { cleanupProcesses, isAliveNow, tempDir } from '../support/processes.js';
+import { cleanupProcesses, isAliveNow, tempDir, waitFor } from '../support/processes.js';
 
 /** Plain child processes this file started, with the start time that proves they are still the same process. */
 const children: Array<{ pid: number; startTime: number | undefined }> = [];
@@ -89,6 +89,8 @@ describe('registry', () => {
       let ok = 0, bad = 0; const until = Date.now() + 60000;
       const stop = () => { process.stdout.write(JSON.stringify({ ok, bad })); process.exit(0); };
       process.on('SIGTERM', stop);
+      JSON.parse(fs.readFileSync(process.argv[1], 'utf8'));
+      process.stdout.write('ready\\n');
       (function loop() {
         for (let i = 0; i < 200; i++) {
           try { JSON.parse(fs.readFileSync(process.argv[1], 'utf8')); ok++; } catch { bad++; }
@@ -101,6 +103,8 @@ describe('registry', () => {
     let output = '';
     reader.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const exited = new Promise<void>((resolve) => reader.once('exit', () => resolve()));
+    // Writing starts only once the reader runs (and can report), however slowly this machine boots Node.
+    await waitFor(() => output.startsWith('ready\n'), 15_000, 'the reader process to start');
 
     let writes = 0;
     let replaced = 0;
@@ -119,7 +123,7 @@ describe('registry', () => {
     }
     reader.kill('SIGTERM');
     await exited;
-    const counts = JSON.parse(output) as { ok: number; bad: number };
+    const counts = JSON.parse(output.slice('ready\n'.length)) as { ok: number; bad: number };
     expect(counts.bad).toBe(0);
     expect(counts.ok).toBeGreaterThan(100);
     // A different inode after every write: the file is replaced by rename, never rewritten in place.

@@ -10,12 +10,12 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { signalProcess, terminate } from '../../src/process/index.js';
 import type { OwnerRecord, ProcessIdentity } from '../../src/process/index.js';
 import { readProcess, readStartTime } from '../../src/process/procfs.js';
-import { cleanupProcesses, isAliveNow, launchFakeWebui, markedPids, pidsWithVariable, startDecoy, tempDir, waitFor, waitForPythons } from '../support/processes.js';
+import { cleanupProcesses, isAliveNow, launchFakeWebui, markedPids, pidsWithVariable, startDecoy, tempDir, waitFor } from '../support/processes.js';
 
 const HOST = resolve(import.meta.dirname, '../fixtures/sentinel/host.ts');
 const SENTINEL_MAIN = resolve(import.meta.dirname, '../../src/process/sentinel-main.ts');
-/** launch.py + 2 workers (under bash webui.sh). Waiting for them also lets the script's short-lived subshells end. */
-const PYTHONS = 3;
+/** bash webui.sh → launch.py → 2 workers. */
+const TREE_SIZE = 4;
 
 interface HostLine {
   event: string;
@@ -44,7 +44,7 @@ async function startHost(trees = 1, mode: 'wait' | 'return' = 'wait'): Promise<H
   const stateDir = tempDir('warden-sentinel-');
   // PROCESS LIFECYCLE: creates a subprocess
   // Parent tracking: our unreaped ChildProcess; it prints its sentinel's identity and each tree's record.
-  // Cleanup handled by: cleanupHosts() in afterEach (trees by terminate, sentinel by identity, host by handle).
+  // Cleanup handled by: cleanupHost() from afterEach (trees by terminate, sentinel by identity, host by handle).
   // Known risks: none beyond the test; if this runner dies the host sees stdin EOF and exits, and its sentinel
   //   then stops its trees.
   const child = spawn(process.execPath, ['--import', 'tsx', HOST, stateDir, String(trees), mode], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -88,11 +88,16 @@ async function startHost(trees = 1, mode: 'wait' | 'return' = 'wait'): Promise<H
     for (const wake of waiters.splice(0)) wake();
   });
   await host.next('ready');
-  for (const tree of host.trees) await waitFor(() => pythonsAmong(markedPids(tree.marker)) >= PYTHONS, 10_000, `${PYTHONS} pythons in ${tree.instanceId}`);
+  for (const tree of host.trees) await waitFor(() => settledTree(markedPids(tree.marker)), 10_000, `the settled tree of ${tree.instanceId}`);
   return host;
 }
 
-const pythonsAmong = (pids: number[]): number => pids.filter((pid) => readProcess(pid, false)?.name.startsWith('python')).length;
+// Whether the pids are exactly the settled tree: the script's subshells and pyenv's shim steps are over, and
+// launch.py has no fork left that is not yet a worker.
+const settledTree = (pids: number[]): boolean => {
+  const scripts = pids.map((pid) => readProcess(pid, true)?.cmdline?.find((arg) => arg.endsWith('.py'))?.split('/').pop());
+  return pids.length === TREE_SIZE && scripts.filter((script) => script === 'launch.py').length === 1 && scripts.filter((script) => script === 'worker.py').length === 2;
+};
 
 const hostExited = (host: Host): Promise<void> =>
   host.child.exitCode !== null || host.child.signalCode !== null ? Promise.resolve() : new Promise((done) => host.child.once('exit', () => done()));
@@ -128,6 +133,10 @@ const treeMembers = (tree: OwnerRecord): ProcessIdentity[] =>
   markedPids(tree.marker).map((pid) => ({ pid, startTime: readStartTime(pid)?.startTime }));
 const alive = (members: ProcessIdentity[]): ProcessIdentity[] => members.filter((member) => isAliveNow(member.pid, member.startTime));
 
+// Usually the pipe's EOF; under load the sentinel's supervisor check can see the SIGKILLed (multi-threaded) host
+// as a zombie before its last thread has closed the pipe. Both run the same cleanup.
+const SUPERVISOR_DIED = expect.stringMatching(/^(pipe-closed|supervisor-gone)$/);
+
 type LogLine = { event: string; reason?: string; survivors?: number; trees?: unknown };
 const sentinelLog = (host: Host): LogLine[] =>
   readFileSync(host.logPath, 'utf8')
@@ -153,22 +162,25 @@ const median = (values: number[]): number => {
 describe('sentinel', () => {
   test('a SIGKILLed supervisor leaves no tree behind: all dead within 1 s, 10 of 10, and the sentinel exits', async () => {
     const timings: number[] = [];
-    for (let trial = 0; trial < 10; trial += 1) {
-      const host = await startHost();
-      const tree = host.trees[0] as OwnerRecord;
-      const members = treeMembers(tree);
-      expect(members.length).toBe(PYTHONS + 1);
+    // Hosts start five at a time (startup is the slow part); each is then killed alone, so trials do not overlap.
+    for (let batch = 0; batch < 2; batch += 1) {
+      const batchHosts = await Promise.all(Array.from({ length: 5 }, () => startHost()));
+      for (const host of batchHosts) {
+        const trial = timings.length + 1;
+        const tree = host.trees[0] as OwnerRecord;
+        const members = treeMembers(tree);
+        expect(members.length).toBe(TREE_SIZE);
 
-      const killedAt = performance.now();
-      host.child.kill('SIGKILL');
-      const elapsed = await msUntilDead(members, [tree.marker], killedAt);
-      timings.push(elapsed);
+        const killedAt = performance.now();
+        host.child.kill('SIGKILL');
+        const elapsed = await msUntilDead(members, [tree.marker], killedAt);
+        timings.push(elapsed);
 
-      expect(elapsed, `trial ${trial + 1}: last process of the tree died ${elapsed.toFixed(0)} ms after the SIGKILL`).toBeLessThanOrEqual(1000);
-      await waitFor(() => !isAliveNow(host.sentinel.pid, host.sentinel.startTime), 5000, 'the sentinel to exit by itself');
-      const report = sentinelLog(host).find((line) => line.event === 'report');
-      expect(report).toMatchObject({ reason: 'pipe-closed', survivors: 0 });
-      await cleanupHost(host);
+        expect(elapsed, `trial ${trial}: last process of the tree died ${elapsed.toFixed(0)} ms after the SIGKILL`).toBeLessThanOrEqual(1000);
+        await waitFor(() => !isAliveNow(host.sentinel.pid, host.sentinel.startTime), 5000, 'the sentinel to exit by itself');
+        expect(sentinelLog(host).find((line) => line.event === 'report')).toMatchObject({ reason: SUPERVISOR_DIED, survivors: 0 });
+        await cleanupHost(host);
+      }
     }
     console.log(
       `sentinel: supervisor SIGKILL → last tree process dead, median ${median(timings).toFixed(0)} ms over ${timings.length} trials ` +
@@ -211,7 +223,7 @@ describe('sentinel', () => {
     expect(await msUntilDead(guardedMembers, [guarded.marker], killedAt)).toBeLessThanOrEqual(1000);
     await waitFor(() => !isAliveNow(host.sentinel.pid, host.sentinel.startTime), 5000, 'the sentinel to exit by itself');
     expect(alive(keptMembers)).toEqual(keptMembers);
-    expect(sentinelLog(host).find((line) => line.event === 'report')).toMatchObject({ reason: 'pipe-closed', survivors: 0 });
+    expect(sentinelLog(host).find((line) => line.event === 'report')).toMatchObject({ reason: SUPERVISOR_DIED, survivors: 0 });
 
     const report = await terminate(kept, { graceMs: 1000 });
     expect(report.survivors).toEqual([]);
@@ -219,7 +231,7 @@ describe('sentinel', () => {
 
   test('a look-alike WebUI without our marker survives the cleanup untouched', async () => {
     const decoy = await startDecoy('bash', ['webui.sh', '--port', '0', '--workers', '2']);
-    await waitFor(() => pythonsAmong(pidsWithVariable('DECOY_TOKEN', decoy.token)) >= PYTHONS, 10_000, 'the decoy tree');
+    await waitFor(() => settledTree(pidsWithVariable('DECOY_TOKEN', decoy.token)), 10_000, 'the settled decoy tree');
     const decoyMembers = pidsWithVariable('DECOY_TOKEN', decoy.token).map((pid) => ({ pid, startTime: readStartTime(pid)?.startTime }));
     const host = await startHost();
     const tree = host.trees[0] as OwnerRecord;
@@ -238,7 +250,7 @@ describe('sentinel', () => {
     await waitFor(() => host.child.exitCode !== null, 5000, 'the host to end on its own with the sentinel running');
     expect(host.child.exitCode).toBe(0);
     await waitFor(() => !isAliveNow(host.sentinel.pid, host.sentinel.startTime), 5000, 'the sentinel to exit by itself');
-    expect(sentinelLog(host).find((line) => line.event === 'report')).toMatchObject({ reason: 'pipe-closed', survivors: 0, trees: [] });
+    expect(sentinelLog(host).find((line) => line.event === 'report')).toMatchObject({ reason: SUPERVISOR_DIED, survivors: 0, trees: [] });
   });
 
   test('a Ctrl-C or hangup sent to the sentinel does not stop it from doing its job', async () => {
@@ -259,7 +271,7 @@ describe('sentinel', () => {
 
   test('a supervisor that is gone is noticed even while another process still holds its end of the pipe', async () => {
     const tree = await launchFakeWebui(['--workers', '2']);
-    await waitForPythons(tree, PYTHONS);
+    await waitFor(() => settledTree(markedPids(tree.marker)), 10_000, 'the settled tree');
     const members = treeMembers(tree);
     // PROCESS LIFECYCLE: creates a subprocess (a stand-in supervisor) and the sentinel itself
     // Parent tracking: both are our unreaped children; the sentinel's stdin pipe stays open in this test process.

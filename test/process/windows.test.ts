@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { collectOwned } from '../../src/process/ownership.js';
-import { WindowsTreeTracker, processKillExecutor, taskkillExecutor, terminateWindows } from '../../src/process/windows.js';
+import { WindowsTreeTracker, processKillExecutor, sequencedReader, taskkillExecutor, terminateWindows } from '../../src/process/windows.js';
 import type { WindowsKillExecutor, WindowsKillResult, WindowsTerminateOptions } from '../../src/process/windows.js';
 import type { ProcessInfo, ProcessTable } from '../../src/process/types.js';
 
@@ -87,6 +87,9 @@ class FakeWindows {
   readonly denied = new Set<number>();
   /** Processes whose first kill fails (a transient taskkill error). */
   readonly failOnce = new Set<number>();
+  /** Processes that a kill terminates but that stay listed (stuck in a driver call); later kills are refused. */
+  readonly lingering = new Set<number>();
+  private readonly terminating = new Set<number>();
   /** Processes that left by themselves (e.g. after the polite request). */
   readonly exited = new Set<string>();
   private readonly killed = new Set<string>();
@@ -154,6 +157,11 @@ class FakeWindows {
       return { outcome: 'denied', detail: `ERROR: The process with PID ${target} could not be terminated. Reason: Access is denied.` };
     }
     if (this.failOnce.delete(target)) return { outcome: 'failed', detail: 'ERROR: The operation could not be completed.' };
+    if (this.terminating.has(target)) return { outcome: 'denied', detail: 'Reason: Access is denied.' };
+    if (this.lingering.has(target)) {
+      this.terminating.add(target);
+      return { outcome: 'killed', detail: `SUCCESS: The process with PID ${target} has been terminated.` };
+    }
     // /T follows ppid through the live table, with no regard for creation order: the worst case.
     const doomed = [row];
     for (let i = 0; tree && i < doomed.length; i += 1) {
@@ -298,6 +306,31 @@ describe('Windows ownership (tracker)', () => {
     expect(last?.status).toBe('fulfilled');
     expect(tracker.listings).toBe(3);
     expect(ownedPids(tracker, a.listings[2] as Row[], 2000)).toHaveLength(8);
+  });
+
+  test('a sequenced table whose read began earlier is skipped when it arrives after a newer one', async () => {
+    const c = loadScenario('c-relaunch-during-stop.json');
+    const tracker = trackerAfter(c, 5);
+    const webuiBat = pid(c, 'webuiBat');
+    const newcomer = pid(c, 'relaunchedDuringKill');
+    // After the first kill round: both cmd.exe are dead and the loop's last python.exe is listed.
+    const afterKill = (c.listings[5] as Row[]).filter((row) => row.pid !== pid(c, 'root') && row.pid !== webuiBat);
+    let releaseSampler: () => void = () => undefined;
+    const samplerRead = sequencedReader(async () => {
+      await new Promise<void>((done) => {
+        releaseSampler = done;
+      });
+      return toTable(c.listings[4] as Row[], 5000); // read before the kill: webui.bat alive, no newcomer yet
+    });
+    const stopRead = sequencedReader(async () => toTable(afterKill, 5000));
+    const older = samplerRead();
+    tracker.observe(await stopRead());
+    expect(tracker.memberAt(newcomer)).toBeDefined();
+    releaseSampler();
+    expect(tracker.observe(await older)).toEqual([]);
+    // Had the older listing been observed, the newcomer would have vanished, then come back after its
+    // parent's death and been judged a reused pid.
+    expect(ownedPids(tracker, afterKill, 6000)).toContain(newcomer);
   });
 
   test('when the reader gives start times, a reused root pid and a child older than its parent are not ours', () => {
@@ -466,6 +499,15 @@ describe('Windows stop protocol', () => {
     expect(os.killOrder.filter((target) => target === stubborn).length).toBeGreaterThan(1);
   });
 
+  test('a process that was terminated but stays listed (stuck in a driver call) is a survivor, reported as such', async () => {
+    const a = loadScenario('a-healthy-tree.json');
+    const tracker = trackerAfter(a, a.stopStartsAt);
+    const os = new FakeWindows(a);
+    os.lingering.add(pid(a, 'python'));
+    const report = await terminateWindows(tracker, os.options({ immediate: true }));
+    expect(report.survivors).toEqual([{ pid: pid(a, 'python'), name: 'python.exe', role: 'python', reason: expect.stringMatching(/terminated but still listed/) }]);
+  });
+
   test('a tree that leaves after the polite request needs no kill at all', async () => {
     const a = loadScenario('a-healthy-tree.json');
     const tracker = trackerAfter(a, a.stopStartsAt);
@@ -477,6 +519,15 @@ describe('Windows stop protocol', () => {
     expect(report.escalated).toBe(false);
     expect(sorted(report.killed.map((entry) => entry.pid))).toEqual(sorted(tree));
     expect(report.killed.every((entry) => entry.signal === 'none')).toBe(true);
+  });
+
+  test('a second Ctrl-C (shouldHurry) cuts the polite wait short', async () => {
+    const a = loadScenario('a-healthy-tree.json');
+    const tracker = trackerAfter(a, a.stopStartsAt);
+    const os = new FakeWindows(a);
+    const report = await terminateWindows(tracker, os.options({ beforeSignals: async () => undefined, politeWaitMs: 60_000, shouldHurry: () => os.clock >= 200 }));
+    expect(report.survivors).toEqual([]);
+    expect(os.clock).toBeLessThan(1000);
   });
 
   test('a failing polite request is ignored and the kills follow', async () => {

@@ -5,7 +5,8 @@ import { report, LAUNCH_OUTPUT } from '../support/harness.js';
 const maxRestarts = Number(process.argv[2] ?? 1);
 const maxAttempt = Number(process.argv[3] ?? 1);
 const input = { id: 'webui', startupTimeoutMs: 1000, seed: 1, restart: { onCrash: true, baseDelayMs: 10, maxDelayMs: 100, maxRestarts, windowMs: 1e12, resetAfterMs: 5000 } };
-const events: any[] = [
+const drop = (process.argv[4] ?? '').split(',');
+const events0: any[] = [
   { type: 'START' }, { type: 'STOP' }, { type: 'RESTART' }, { type: 'RESET' },
   { type: 'xstate.done.actor.launch', output: LAUNCH_OUTPUT },
   { type: 'xstate.error.actor.launch', error: 'spawn ENOENT' },
@@ -14,6 +15,7 @@ const events: any[] = [
   { type: 'xstate.done.actor.terminate', output: report(true) },
   { type: 'xstate.error.actor.terminate', error: 'EPERM' },
 ];
+const events = events0.filter(e => !drop.includes(e.type) && !(drop.includes('survivor') && e.output?.survivors?.length));
 const serialize = (s: any) => JSON.stringify({ v: s.value, d: s.context.desired, r: s.context.stopReason, n: s.context.restarts, a: s.context.attempt });
 const model = new TestModel(instanceMachine as any, {
   input,
@@ -21,6 +23,7 @@ const model = new TestModel(instanceMachine as any, {
   serializeState: serialize,
   filterEvents: (s: any, e: any) => {
     if (e.type === 'RESTART_WINDOW_EXPIRED') return false;
+    if (drop.includes(e.type)) return false;
     if ((e.type === 'xstate.error.actor.terminate' || (e.type === 'xstate.done.actor.terminate' && e.output.survivors.length)) && s.context.attempt >= maxAttempt) return false;
     return true;
   },
@@ -31,5 +34,6 @@ let t = Date.now();
 const sp = model.getShortestPaths();
 console.log('shortest', sp.length, Date.now() - t);
 t = Date.now();
-const simple = model.getSimplePaths();
+if (process.argv[5] === "noshort") {}
+const simple = process.argv[5] === "skip" ? [] as any[] : model.getSimplePaths();
 console.log('simple', simple.length, Date.now() - t, 'max len', Math.max(...simple.map(p => p.steps.length)));

@@ -1,0 +1,133 @@
+// Instance commands over HTTP: validated up front (404/409 before anything is sent), then accepted (202) or awaited.
+import { filter, firstValueFrom, mergeMap, throwError } from 'rxjs';
+import { ShutDownError, StartError, UnknownInstanceError, WardenError } from '../errors.js';
+import type { InstanceStatus, Supervisor } from '../supervisor.js';
+import { HttpError } from './respond.js';
+
+/** The commands `POST /api/instances/:id/:action` accepts. */
+export const INSTANCE_ACTIONS = ['start', 'stop', 'restart', 'reset'] as const;
+export type InstanceAction = (typeof INSTANCE_ACTIONS)[number];
+
+/** How a command is run: `wait` answers with the result instead of 202; `timeoutMs` bounds a waited stop. */
+export interface CommandOptions {
+  wait: boolean;
+  timeoutMs?: number;
+}
+
+/** What a command answers: 202 `{ accepted }`, or 200 with the instance (and the termination report of a stop). */
+export interface CommandReply {
+  status: 200 | 202;
+  body: Record<string, unknown>;
+}
+
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+// Reads `wait` and `timeoutMs` from the query string and the JSON body (the body wins); unknown body fields are a 400.
+export function commandOptions(action: InstanceAction, query: URLSearchParams, body: Record<string, unknown>): CommandOptions {
+  for (const key of Object.keys(body)) {
+    if (key !== 'wait' && !(key === 'timeoutMs' && action === 'stop')) {
+      throw new HttpError(400, 'MALFORMED_BODY', `Unknown field "${key}" for ${action} (known: wait${action === 'stop' ? ', timeoutMs' : ''}).`);
+    }
+  }
+  const options: CommandOptions = { wait: false };
+  const waitQuery = query.get('wait');
+  if (waitQuery !== null) {
+    if (!['', '1', 'true', '0', 'false'].includes(waitQuery)) throw new HttpError(400, 'BAD_REQUEST', `wait must be 1, true, 0 or false (got "${waitQuery}").`);
+    options.wait = waitQuery === '' || waitQuery === '1' || waitQuery === 'true';
+  }
+  if (body.wait !== undefined) {
+    if (typeof body.wait !== 'boolean') throw new HttpError(400, 'MALFORMED_BODY', `wait must be true or false (got ${JSON.stringify(body.wait)}).`);
+    options.wait = body.wait;
+  }
+  const timeout = body.timeoutMs ?? (action === 'stop' ? (query.get('timeoutMs') ?? undefined) : undefined);
+  if (timeout !== undefined) {
+    const value = typeof timeout === 'string' && /^\d+$/.test(timeout) ? Number(timeout) : timeout;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_TIMEOUT_MS) {
+      throw new HttpError(400, 'BAD_REQUEST', `timeoutMs must be an integer from 1 to ${MAX_TIMEOUT_MS} (got ${JSON.stringify(timeout)}).`);
+    }
+    options.timeoutMs = value;
+  }
+  return options;
+}
+
+// Runs one command; refusals (unknown id, held restarts, a failed instance, shut down) throw before anything is sent.
+export async function runInstanceCommand(
+  supervisor: Supervisor,
+  id: string,
+  action: InstanceAction,
+  options: CommandOptions,
+  shutDown: boolean,
+): Promise<CommandReply> {
+  const status = supervisor.status();
+  const instance = status.instances.find((entry) => entry.id === id);
+  if (instance === undefined) throw new UnknownInstanceError(id, status.instances.map((entry) => entry.id));
+  if (shutDown) throw new WardenError('SHUT_DOWN', 'The supervisor is shutting down or has shut down; it takes no more commands.');
+  if (action === 'reset') {
+    supervisor.reset(id);
+    return { status: 200, body: { instance: instanceStatus(supervisor, id) } };
+  }
+  if (action !== 'stop') {
+    if (status.holdRestarts) {
+      throw new WardenError('RESTARTS_HELD', `Cannot ${action} "${id}": restarts are held after an emergency. POST /api/reset (no instance) releases the hold.`);
+    }
+    if (instance.state === 'failed') {
+      throw new WardenError('INSTANCE_FAILED', `Cannot ${action} "${id}": it is failed (${instance.lastError ?? 'restart budget spent'}). POST /api/instances/${id}/reset first.`);
+    }
+  }
+  const work = dispatch(supervisor, id, action, instance.state, options);
+  if (!options.wait) {
+    // The outcome reaches clients as events (transitions, alerts); nobody awaits this promise.
+    work.catch(() => undefined);
+    return { status: 202, body: { accepted: true, instance: id, action } };
+  }
+  return { status: 200, body: await work };
+}
+
+async function dispatch(
+  supervisor: Supervisor,
+  id: string,
+  action: 'start' | 'stop' | 'restart',
+  state: InstanceStatus['state'],
+  options: CommandOptions,
+): Promise<Record<string, unknown>> {
+  if (action === 'stop') {
+    const report = await supervisor.stop(id, options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs });
+    return { instance: instanceStatus(supervisor, id), report };
+  }
+  // From idle, a restart is a start (nothing to stop).
+  if (state === 'idle') return { instance: await supervisor.start(id) };
+  // A crashed instance waits out its backoff; START is ignored there, RESTART skips the wait. See relaunchCrashed.
+  if (state === 'crashed') return { instance: await relaunchCrashed(supervisor, id) };
+  return { instance: action === 'start' ? await supervisor.start(id) : await supervisor.restart(id) };
+}
+
+// Sends RESTART to a crashed instance and resolves when it runs again (rejects if it crashes or fails on the way).
+// supervisor.start() rejects at once in `crashed` and supervisor.restart() waits for a `stopping` that never comes.
+async function relaunchCrashed(supervisor: Supervisor, id: string): Promise<InstanceStatus> {
+  const outcome = firstValueFrom(
+    supervisor.events$.pipe(
+      filter((event) => event.type === 'transition' && event.instance === id && event.from !== event.to),
+      mergeMap((event) => {
+        if (event.type !== 'transition') return [];
+        if (event.to === 'running') return [instanceStatus(supervisor, id)];
+        if (event.to === 'crashed' || event.to === 'failed' || event.to === 'idle') {
+          const reason = instanceStatus(supervisor, id).lastError ?? `it went ${event.to}`;
+          return throwError(() => new StartError(id, event.to, reason));
+        }
+        return [];
+      }),
+    ),
+    { defaultValue: undefined },
+  );
+  supervisor.actor.send({ type: 'RESTART', id });
+  const instance = await outcome;
+  // The event stream completes only at shutdown.
+  if (instance === undefined) throw new ShutDownError();
+  return instance;
+}
+
+function instanceStatus(supervisor: Supervisor, id: string): InstanceStatus {
+  const instance = supervisor.status().instances.find((entry) => entry.id === id);
+  if (instance === undefined) throw new UnknownInstanceError(id, supervisor.status().instances.map((entry) => entry.id));
+  return instance;
+}

@@ -1,0 +1,104 @@
+// Test helpers for the runtime: configs that run the fake WebUI on a free port, and cleanup of every supervisor made.
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { createSupervisor } from '../../src/index.js';
+import type { Supervisor, SupervisorOptions } from '../../src/index.js';
+import { snapshotProcSync } from '../../src/process/index.js';
+import { readEnvironVariable } from '../../src/process/procfs.js';
+import { FAKE_WEBUI_DIR, cleanupProcesses, tempDir } from './processes.js';
+
+const supervisors = new Set<Supervisor>();
+const instanceIds = new Set<string>();
+
+// A port nobody listens on right now.
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
+}
+
+// A unique instance id, so "every process carrying this id's marker" is this test's and nobody else's.
+export function uniqueId(prefix = 'webui'): string {
+  const id = `${prefix}-${randomBytes(3).toString('hex')}`;
+  instanceIds.add(id);
+  return id;
+}
+
+export interface FakeInstanceOptions {
+  id?: string;
+  args?: string[];
+  env?: Record<string, string>;
+  restart?: Record<string, unknown>;
+  health?: Record<string, unknown> | false;
+  startupTimeoutMs?: number;
+  stopGraceMs?: number;
+}
+
+// One instance config running examples/fake-webui/webui.sh on a free port, in its own temp cwd.
+export async function fakeInstance(options: FakeInstanceOptions = {}): Promise<Record<string, unknown> & { id: string; port: number; cwd: string }> {
+  const id = options.id ?? uniqueId();
+  const port = await freePort();
+  const cwd = tempDir('warden-cwd-');
+  return {
+    id,
+    port,
+    cwd,
+    command: join(FAKE_WEBUI_DIR, 'webui.sh'),
+    args: ['--port', String(port), ...(options.args ?? [])],
+    env: { FAKE_WEBUI_STATE_DIR: cwd, ...options.env },
+    ...(options.health !== false && {
+      health: { url: `http://127.0.0.1:${port}/internal/ping`, intervalMs: 200, timeoutMs: 150, failureThreshold: 2, ...options.health },
+    }),
+    startupTimeoutMs: options.startupTimeoutMs ?? 15_000,
+    stopGraceMs: options.stopGraceMs ?? 2000,
+    restart: { onCrash: true, baseDelayMs: 100, maxDelayMs: 400, maxRestarts: 5, windowMs: 60_000, resetAfterMs: 600_000, ...options.restart },
+  };
+}
+
+// A supervisor over the given instances with fast sampling; shut down by cleanupRuntime().
+export function makeSupervisor(instances: Array<Record<string, unknown>>, extra: { stateDir?: string; watchdog?: Record<string, unknown> } = {}, options: SupervisorOptions = {}): Supervisor {
+  const supervisor = createSupervisor(
+    {
+      stateDir: extra.stateDir ?? join(tempDir('warden-state-'), 'state'),
+      instances: instances.map(({ port: _port, ...rest }) => rest),
+      watchdog: { sampleIntervalMs: 200, ...extra.watchdog },
+    },
+    options,
+  );
+  supervisors.add(supervisor);
+  return supervisor;
+}
+
+// Live processes carrying a marker of this instance id (any token): what "no orphans anywhere" checks.
+export function pidsOfInstance(id: string): number[] {
+  const table = snapshotProcSync(false);
+  const pids: number[] = [];
+  for (const info of table.processes.values()) {
+    if (info.state === 'Z') continue;
+    if (readEnvironVariable(info.pid, 'WARDEN_INSTANCE')?.startsWith(`${id}:`) === true) pids.push(info.pid);
+  }
+  return pids;
+}
+
+// Shuts down every supervisor made, then kills anything still carrying one of this file's unique instance ids.
+export async function cleanupRuntime(): Promise<void> {
+  await Promise.all([...supervisors].map((supervisor) => supervisor.shutdown().catch(() => undefined)));
+  supervisors.clear();
+  for (const id of instanceIds) {
+    for (const pid of pidsOfInstance(id)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  }
+  instanceIds.clear();
+  await cleanupProcesses();
+}
