@@ -2,6 +2,7 @@
 //
 //   npx tsx bench/run.ts [--rounds 20] [--survivor-rounds 5] [--snapshot-rounds 50] [--profile-rounds 5]
 //   (npm run bench -- --rounds 30)
+import os from 'node:os';
 import { installSignalCleanup, cleanupAll, machineInfo, ms, numberFlag, printMachine, table, writeResults } from './lib.js';
 import { runSnapshotBench } from './snapshot.bench.js';
 import { runSurvivorsBench } from './survivors.bench.js';
@@ -57,13 +58,15 @@ async function main(argv: string[]): Promise<void> {
       ],
     ),
   );
-  console.log(`total bench time ${elapsedS.toFixed(1)} s`);
+  const loadAtEnd = os.loadavg().map((value) => Math.round(value * 100) / 100);
+  console.log(`total bench time ${elapsedS.toFixed(1)} s; load average at start ${machine.loadAverage.join(' ')}, at end ${loadAtEnd.join(' ')}`);
   const path = writeResults('run', {
     name: 'run',
     command: `npx tsx bench/run.ts ${argv.join(' ')}`.trimEnd(),
     machine,
     options,
     elapsedS,
+    loadAtEnd,
     summary: {
       terminate: { wardenMedianMs: terminate.warden.median, treeKillMedianMs: terminate.treeKill.median, ratio: terminate.ratioOfMedians, goal: 0.5, met: terminate.goalMet },
       survivors: { wardenLeftAlive: survivors.warden.markedAfter, treeKillLeftAlive: survivors.treeKill.aliveAfter1s },

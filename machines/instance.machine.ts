@@ -287,9 +287,6 @@ export const instanceMachine = setup({
       on: {
         STOP: { target: 'stopping', actions: 'stopRequested' },
         RESTART: { target: 'stopping', actions: 'restartRequested' },
-        PROCESS_EXITED: { target: 'stopping', actions: ['recordExit', 'stopForCrash'] },
-        HEALTH_FAILED: { target: 'stopping', actions: ['recordHealthFailure', 'stopForCrash'] },
-        PIDS_DISCOVERED: { actions: 'recordPids' },
       },
       states: {
         launching: {
@@ -314,6 +311,9 @@ export const instanceMachine = setup({
           },
           on: {
             HEALTHY: { target: '#instance.running', actions: 'recordHealthy' },
+            PROCESS_EXITED: { target: '#instance.stopping', actions: ['recordExit', 'stopForCrash'] },
+            HEALTH_FAILED: { target: '#instance.stopping', actions: ['recordHealthFailure', 'stopForCrash'] },
+            PIDS_DISCOVERED: { actions: 'recordPids' },
           },
         },
       },

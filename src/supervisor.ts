@@ -399,6 +399,10 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         throw error;
       }
     })();
+    // A failed start-up (lock held, registry unreadable) may be retried once its cause is gone.
+    readyPromise.catch(() => {
+      readyPromise = undefined;
+    });
     return readyPromise;
   };
 
@@ -603,8 +607,8 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       const started = performance.now();
       sampling?.unsubscribe();
       let output: SupervisorOutput | undefined;
-      if (readyPromise !== undefined) {
-        await readyPromise.catch(() => undefined);
+      const wasReady = readyPromise !== undefined && (await readyPromise.then(() => true, () => false));
+      if (wasReady) {
         const timeoutMs =
           options.shutdownTimeoutMs ?? Math.max(0, ...config.instances.map((instance) => instance.stopGraceMs)) + 30_000;
         output = await new Promise<SupervisorOutput | undefined>((resolve) => {
@@ -627,7 +631,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       const survivors = instances.flatMap((entry) =>
         entry.confirmedDead ? [] : (entry.lastReport?.survivors ?? []).map((survivor) => ({ instance: entry.id, pid: survivor.pid, name: survivor.name, role: survivor.role })),
       );
-      const ok = readyPromise === undefined || (output?.ok ?? false);
+      const ok = !wasReady || (output?.ok ?? false);
       if (ok) {
         actor.stop();
         await sentinel?.goodbye();

@@ -14,6 +14,8 @@ export const DEFAULT_STATE_DIR = '.warden';
 /** Where a command looks: the config (if any) and the state directory it resolves to. */
 export interface Target {
   config: WardenConfig | undefined;
+  /** The config file, absolute, when one was given. */
+  configFile: string | undefined;
   stateDir: string;
   /** How the state directory was chosen, for messages. */
   from: 'config' | 'flag' | 'default';
@@ -26,10 +28,10 @@ export async function resolveTarget(options: { config?: string; stateDir?: strin
     if (options.stateDir !== undefined && resolve(options.stateDir) !== config.stateDir) {
       throw new CliError(`--state-dir ${options.stateDir} contradicts the config's stateDir ${config.stateDir}; give one of them`, EXIT.usage);
     }
-    return { config, stateDir: config.stateDir, from: 'config' };
+    return { config, configFile: resolve(options.config), stateDir: config.stateDir, from: 'config' };
   }
-  if (options.stateDir !== undefined) return { config: undefined, stateDir: resolve(options.stateDir), from: 'flag' };
-  return { config: undefined, stateDir: resolve(DEFAULT_STATE_DIR), from: 'default' };
+  if (options.stateDir !== undefined) return { config: undefined, configFile: undefined, stateDir: resolve(options.stateDir), from: 'flag' };
+  return { config: undefined, configFile: undefined, stateDir: resolve(DEFAULT_STATE_DIR), from: 'default' };
 }
 
 /** The supervisor named in `<stateDir>/supervisor.lock`, and whether it still runs. */

@@ -23,3 +23,5 @@ export { acquireLock, SupervisorLockedError } from './lock.js';
 export type { Lock, LockHolder, AcquireLockOptions, TakeoverReason } from './lock.js';
 export { reapLeftovers } from './reap.js';
 export type { ReapOptions, ReapReport, ReapEntry, FoundProcess } from './reap.js';
+export { startSentinel, SentinelError, SENTINEL_READY } from './sentinel.js';
+export type { Sentinel, SentinelOptions, SentinelExit, SentinelMessage } from './sentinel.js';

@@ -16,12 +16,17 @@ const events0: any[] = [
   { type: 'xstate.error.actor.terminate', error: 'EPERM' },
 ];
 const events = events0.filter(e => !drop.includes(e.type) && !(drop.includes('survivor') && e.output?.survivors?.length));
-const serialize = (s: any) => JSON.stringify({ v: s.value, d: s.context.desired, r: s.context.stopReason, n: s.context.restarts, a: s.context.attempt });
+import { getStateNodes } from 'xstate/graph';
+const afterEvents = getStateNodes(instanceMachine.root).flatMap((n: any) => n.after.map((t: any) => ({ type: t.eventType })));
+console.log(afterEvents);
+events.push(...afterEvents);
+const serialize = (s: any) => { const st = s.matches('stopping'); return JSON.stringify({ v: s.value, d: s.context.desired, r: st ? s.context.stopReason : null, n: s.context.restarts, a: st ? s.context.attempt : 0 }); };
 const model = new TestModel(instanceMachine as any, {
   input,
   events: events,
   serializeState: serialize,
   filterEvents: (s: any, e: any) => {
+    if (!s.can(e)) return false;
     if (e.type === 'RESTART_WINDOW_EXPIRED') return false;
     if (drop.includes(e.type)) return false;
     if ((e.type === 'xstate.error.actor.terminate' || (e.type === 'xstate.done.actor.terminate' && e.output.survivors.length)) && s.context.attempt >= maxAttempt) return false;
@@ -37,3 +42,4 @@ t = Date.now();
 if (process.argv[5] === "noshort") {}
 const simple = process.argv[5] === "skip" ? [] as any[] : model.getSimplePaths();
 console.log('simple', simple.length, Date.now() - t, 'max len', Math.max(...simple.map(p => p.steps.length)));
+if (process.argv[6] === 'list') { for (const k of Object.keys(adj)) { console.log(k, Object.values((adj as any)[k].transitions).map((t: any) => t.event.type).join(' ')); } }

@@ -1,0 +1,221 @@
+// `warden audit`: owned, stale and foreign look-alike processes on this machine; exit 0 ok, 1 warning, 2 critical.
+import { hostname } from 'node:os';
+import { DEFAULT_THRESHOLDS } from '../../machines/index.js';
+import type { CountLimit } from '../../machines/index.js';
+import { parseMarker } from '../process/index.js';
+import type { Lookalike, ProcessTable } from '../process/index.js';
+import { reapLeftovers } from '../process/reap.js';
+import type { ReapEntry } from '../process/reap.js';
+import type { LaunchRecord, Registry } from '../process/registry.js';
+import { EXIT } from './exit.js';
+import { createOutput, plural } from './output.js';
+import type { Output } from './output.js';
+import { foreignLookalikes, listed, markedInstanceIds, ownedBy, readTable } from './scan.js';
+import type { ListedProcess } from './scan.js';
+import { readLockHolder, readRegistryRecords, resolveTarget } from './state.js';
+import type { LockHolderInfo, Target } from './state.js';
+
+export interface AuditOptions {
+  config?: string;
+  stateDir?: string;
+  instance?: string[];
+  json?: boolean;
+}
+
+/** A marker's processes in the report. */
+export interface MarkerGroup {
+  instanceId: string;
+  marker: string;
+  processes: ListedProcess[];
+}
+
+/** What `warden audit` found and concluded; `--json` prints exactly this. */
+export interface AuditReport {
+  host: string;
+  at: string;
+  stateDir: string;
+  configFile: string | null;
+  /** `configured`: only markers of the config's (and --instance) ids are ours; `every-marker`: no config, all are. */
+  scope: 'configured' | 'every-marker';
+  managedIds: string[];
+  supervisor: LockHolderInfo | null;
+  thresholds: { warning: CountLimit; critical: CountLimit; source: 'config' | 'defaults' };
+  /** Live launches of the live supervisor holding the state directory. */
+  owned: MarkerGroup[];
+  /** Ours, from an earlier run or launch: exactly what `warden reap` would kill. */
+  stale: Array<MarkerGroup & { source: 'registry' | 'stale-marker' }>;
+  /** Warden markers of instance ids this audit does not manage: reported, never counted, never reaped. */
+  unmanaged: MarkerGroup[];
+  /** Look like a WebUI, carry no marker: never Warden's to kill. */
+  foreign: Array<Lookalike & { command: string }>;
+  counts: { python: number; shell: number; total: number; owned: number; stale: number; unmanaged: number; foreign: number };
+  level: 'ok' | 'warning' | 'critical';
+  reason: string;
+  exitCode: number;
+  problems: string[];
+}
+
+// Runs the audit and prints it; resolves with the exit code.
+export async function auditCommand(options: AuditOptions): Promise<number> {
+  const target = await resolveTarget(options);
+  const report = await audit(target, options.instance ?? []);
+  const out = createOutput();
+  if (options.json === true) out.json(report);
+  else printAudit(out, report);
+  return report.exitCode;
+}
+
+// Scans the machine once and classifies every marked and look-alike process.
+export async function audit(target: Target, extraIds: readonly string[] = []): Promise<AuditReport> {
+  const table = await readTable();
+  const problems: string[] = [];
+  const supervisor = readLockHolder(target.stateDir) ?? null;
+  const { records, problem } = readRegistryRecords(target.stateDir);
+  if (problem !== undefined) problems.push(problem);
+
+  const configured = target.config !== undefined || extraIds.length > 0;
+  const managed = new Set<string>([...(target.config?.instances.map((instance) => instance.id) ?? []), ...extraIds]);
+  if (!configured) for (const id of markedInstanceIds(table)) managed.add(id);
+  for (const record of records) managed.add(record.instanceId);
+
+  // A live supervisor (or one on another host, which we cannot check) owns every launch its registry lists.
+  const supervisorLive = supervisor !== null && supervisor.status !== 'dead';
+  const liveRecords = supervisorLive ? records : [];
+  const owned = liveRecords.map((record) => ({ instanceId: record.instanceId, marker: record.marker, processes: ownedBy(record, table) }));
+
+  const dryRun = await reapLeftovers({
+    registry: readOnlyRegistry(records),
+    instanceIds: managed,
+    liveMarkers: new Set(liveRecords.map((record) => record.marker)),
+    dryRun: true,
+    readTable: async () => table,
+  });
+  const rows = (entry: ReapEntry): ListedProcess[] => entry.found.map((found) => row(table, found));
+  const stale = dryRun.entries
+    .filter((entry) => entry.action === 'would-reap')
+    .map((entry) => ({ instanceId: entry.instanceId, marker: entry.marker, source: entry.source as 'registry' | 'stale-marker', processes: rows(entry) }));
+  const unmanaged = dryRun.entries
+    .filter((entry) => entry.action === 'left-alone')
+    .map((entry) => ({ instanceId: entry.instanceId || (parseMarker(entry.marker)?.instanceId ?? '?'), marker: entry.marker, processes: rows(entry) }));
+  const foreign = foreignLookalikes(table, target.config).map((lookalike) => ({
+    ...lookalike,
+    command: row(table, lookalike).command,
+  }));
+
+  const thresholds = target.config?.watchdog ?? DEFAULT_THRESHOLDS;
+  const counted = new Map<number, ListedProcess>();
+  for (const group of [...owned, ...stale]) for (const process of group.processes) counted.set(process.pid, process);
+  const python = [...counted.values()].filter((entry) => entry.role === 'python').length;
+  const shell = [...counted.values()].filter((entry) => entry.role === 'shell').length;
+  const staleCount = new Set(stale.flatMap((group) => group.processes.map((entry) => entry.pid))).size;
+  const { level, reason } = judge({ python, shell, stale: staleCount }, thresholds);
+
+  return {
+    host: hostname(),
+    at: new Date().toISOString(),
+    stateDir: target.stateDir,
+    configFile: target.configFile ?? null,
+    scope: configured ? 'configured' : 'every-marker',
+    managedIds: [...managed].sort(),
+    supervisor,
+    thresholds: { warning: thresholds.warning, critical: thresholds.critical, source: target.config === undefined ? 'defaults' : 'config' },
+    owned,
+    stale,
+    unmanaged,
+    foreign,
+    counts: {
+      python,
+      shell,
+      total: counted.size,
+      owned: new Set(owned.flatMap((group) => group.processes.map((entry) => entry.pid))).size,
+      stale: staleCount,
+      unmanaged: unmanaged.reduce((sum, group) => sum + group.processes.length, 0),
+      foreign: foreign.length,
+    },
+    level,
+    reason,
+    exitCode: level === 'critical' ? EXIT.critical : level === 'warning' ? EXIT.failure : EXIT.ok,
+    problems,
+  };
+}
+
+/**
+ * The audit's level, over the processes that are ours (owned + stale; foreign and unmanaged never count):
+ * critical when python > critical.python or shell > critical.shell; warning when python > warning.python or
+ * shell > warning.shell, or when any stale process exists at all (an orphan is the incident, however few); else ok.
+ */
+export function judge(
+  counts: { python: number; shell: number; stale: number },
+  thresholds: { warning: CountLimit; critical: CountLimit },
+): { level: AuditReport['level']; reason: string } {
+  const { critical, warning } = thresholds;
+  if (counts.python > critical.python) return { level: 'critical', reason: `python ${counts.python} > ${critical.python}` };
+  if (counts.shell > critical.shell) return { level: 'critical', reason: `shell ${counts.shell} > ${critical.shell}` };
+  if (counts.python > warning.python) return { level: 'warning', reason: `python ${counts.python} > ${warning.python}` };
+  if (counts.shell > warning.shell) return { level: 'warning', reason: `shell ${counts.shell} > ${warning.shell}` };
+  if (counts.stale > 0) return { level: 'warning', reason: `${plural(counts.stale, 'stale process', 'stale processes')} left by an earlier run` };
+  return { level: 'ok', reason: `python ${counts.python}, shell ${counts.shell}, nothing stale` };
+}
+
+// A reap entry's process (or a look-alike) as a report row, from the table it was found in.
+function row(table: ProcessTable, found: { pid: number; name: string; role: ListedProcess['role'] }): ListedProcess {
+  const info = table.processes.get(found.pid);
+  return info === undefined ? { pid: found.pid, ppid: 0, name: found.name, role: found.role, command: found.name } : { ...listed(info), role: found.role };
+}
+
+// The registry's records for a dry run: reapLeftovers only lists them (nothing is removed when nothing is killed).
+export function readOnlyRegistry(records: LaunchRecord[]): Registry {
+  const view: Pick<Registry, 'list' | 'remove'> = { list: () => structuredClone(records), remove: async () => false };
+  return view as Registry;
+}
+
+function printAudit(out: Output, report: AuditReport): void {
+  const { style } = out;
+  const levelText = { ok: style.green('OK'), warning: style.yellow('WARNING'), critical: style.red('CRITICAL') }[report.level];
+  out.line(style.bold(`Warden audit of ${report.host}`) + style.dim(`  ${report.at}`));
+  out.line(`  state dir    ${report.stateDir}`);
+  out.line(`  supervisor   ${describeHolder(report.supervisor)}`);
+  out.line(
+    `  ours         ${report.scope === 'every-marker' ? 'every Warden marker (no --config)' : `markers of ${report.managedIds.join(', ') || '(none)'}`}`,
+  );
+  const t = report.thresholds;
+  out.line(`  thresholds   warning python > ${t.warning.python} or shell > ${t.warning.shell}; critical python > ${t.critical.python} or shell > ${t.critical.shell} (${t.source})`);
+  for (const problem of report.problems) out.line(style.yellow(`  note: ${problem}`));
+
+  section(out, `Owned by the live supervisor`, report.owned, (group) => group.processes);
+  section(out, `Stale: ours, left by an earlier run (\`warden reap\` kills these)`, report.stale, (group) => group.processes, (group) => ` [${group.source}]`);
+  section(out, `Unmanaged: Warden markers of other instance ids (left alone)`, report.unmanaged, (group) => group.processes);
+  out.line('');
+  out.line(style.bold(`Foreign look-alikes: not started by Warden, never killed by it (${report.foreign.length})`));
+  if (report.foreign.length === 0) out.line(style.dim('  none'));
+  for (const entry of report.foreign) out.line(`  ${String(entry.pid).padStart(7)}  ${entry.role.padEnd(6)}  ${entry.why}: ${entry.command}`);
+
+  out.line('');
+  const c = report.counts;
+  out.line(`counts  python ${c.python} · shell ${c.shell} · total ${c.total}  (owned ${c.owned}, stale ${c.stale}; not counted: unmanaged ${c.unmanaged}, foreign ${c.foreign})`);
+  out.line(`level   ${levelText}: ${report.reason}  (exit ${report.exitCode})`);
+}
+
+function section<T extends MarkerGroup>(
+  out: Output,
+  title: string,
+  groups: T[],
+  processes: (group: T) => ListedProcess[],
+  suffix: (group: T) => string = () => '',
+): void {
+  const count = groups.reduce((sum, group) => sum + processes(group).length, 0);
+  out.line('');
+  out.line(out.style.bold(`${title} (${count})`));
+  if (groups.length === 0) out.line(out.style.dim('  none'));
+  for (const group of groups) {
+    out.line(`  ${group.instanceId}  marker ${group.marker}${suffix(group)}  ${plural(processes(group).length, 'process', 'processes')}`);
+    for (const entry of processes(group)) out.line(`  ${String(entry.pid).padStart(7)}  ${entry.role.padEnd(6)}  ${entry.command}`);
+  }
+}
+
+export function describeHolder(holder: LockHolderInfo | null): string {
+  if (holder === null) return 'none (no lock in the state dir)';
+  if (holder.status === 'live') return `pid ${holder.pid}, running since ${holder.startedAt}`;
+  if (holder.status === 'unknown') return `pid ${holder.pid} on host "${holder.hostname}" (cannot be checked from here)`;
+  return `none alive (stale lock of pid ${holder.pid}, started ${holder.startedAt})`;
+}

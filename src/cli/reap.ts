@@ -1,0 +1,111 @@
+// `warden reap`: kills what earlier runs left, on registry and marker proof only; refuses while a supervisor owns them.
+import { existsSync } from 'node:fs';
+import { acquireLock } from '../process/lock.js';
+import type { Lock } from '../process/lock.js';
+import { reapLeftovers } from '../process/reap.js';
+import type { ReapEntry, ReapReport } from '../process/reap.js';
+import { Registry } from '../process/registry.js';
+import { readOnlyRegistry, describeHolder } from './audit.js';
+import { CliError, EXIT } from './exit.js';
+import { createOutput, plural } from './output.js';
+import type { Output } from './output.js';
+import { readLockHolder, readRegistryRecords, resolveTarget } from './state.js';
+
+export interface ReapOptions {
+  config?: string;
+  stateDir?: string;
+  instance?: string[];
+  dryRun?: boolean;
+  graceMs?: number;
+  json?: boolean;
+}
+
+// Runs the reap (or the dry run) and prints what it did; resolves with the exit code.
+export async function reapCommand(options: ReapOptions): Promise<number> {
+  const target = await resolveTarget(options);
+  const managed = [...new Set([...(target.config?.instances.map((instance) => instance.id) ?? []), ...(options.instance ?? [])])];
+  const dryRun = options.dryRun === true;
+
+  const holder = readLockHolder(target.stateDir);
+  if (holder !== undefined && holder.status !== 'dead') {
+    throw new CliError(
+      `refusing to reap: a live Warden supervisor (${describeHolder(holder)}) holds ${target.stateDir}; ` +
+        `it owns those trees and reaps its own leftovers. Stop it first (Ctrl-C, or SIGTERM to pid ${holder.pid}).`,
+      EXIT.busy,
+    );
+  }
+
+  let report: ReapReport;
+  if (dryRun || !existsSync(target.stateDir)) {
+    // Nothing to change in a state dir for a dry run, and none to create when it does not exist.
+    const { records, problem } = readRegistryRecords(target.stateDir);
+    if (problem !== undefined && !dryRun) throw new CliError(`cannot reap from the registry: ${problem}`, EXIT.failure);
+    report = await reapLeftovers({ registry: readOnlyRegistry(records), instanceIds: managed, dryRun, ...(options.graceMs !== undefined && { graceMs: options.graceMs }) });
+  } else {
+    // Holding the lock while reaping keeps a supervisor from starting on this state dir in the middle of it.
+    const lock: Lock = await acquireLock(target.stateDir);
+    try {
+      const registry = await Registry.open(target.stateDir);
+      report = await reapLeftovers({ registry, instanceIds: managed, ...(options.graceMs !== undefined && { graceMs: options.graceMs }) });
+    } finally {
+      await lock.release();
+    }
+  }
+
+  const out = createOutput();
+  const exitCode = !dryRun && report.survivors.length > 0 ? EXIT.failure : EXIT.ok;
+  if (options.json === true) out.json({ stateDir: target.stateDir, managedIds: managed, exitCode, ...report });
+  else printReap(out, report, target.stateDir, managed);
+  return exitCode;
+}
+
+function printReap(out: Output, report: ReapReport, stateDir: string, managed: string[]): void {
+  const { style } = out;
+  out.line(style.bold(report.dryRun ? 'Warden reap --dry-run (nothing is signalled)' : 'Warden reap'));
+  out.line(`  state dir   ${stateDir}`);
+  out.line(`  ours        registry records of that state dir, and stale markers of ${managed.length > 0 ? managed.join(', ') : '(no instance id: pass --config or --instance)'}`);
+  out.line(style.dim('  Foreign look-alikes and markers of other instance ids are never touched.'));
+  out.line('');
+  if (report.entries.length === 0) out.line('Nothing left by earlier runs.');
+  for (const entry of report.entries) printEntry(out, entry);
+
+  const acted = report.entries.filter((entry) => entry.action === 'reaped' || entry.action === 'would-reap');
+  const leftAlone = report.entries.filter((entry) => entry.action === 'left-alone');
+  out.line('');
+  if (report.dryRun) {
+    const count = acted.reduce((sum, entry) => sum + entry.found.length, 0);
+    out.line(`would kill ${plural(count, 'process', 'processes')} of ${plural(acted.length, 'marker')}; left alone: ${plural(leftAlone.length, 'marker')}`);
+  } else {
+    const killed = acted.reduce((sum, entry) => sum + entry.killed.length, 0);
+    const survivors = report.survivors.length;
+    const text = `killed ${plural(killed, 'process', 'processes')} of ${plural(acted.length, 'marker')}; survivors: ${survivors}; left alone: ${plural(leftAlone.length, 'marker')}`;
+    out.line(survivors === 0 ? text : style.red(text));
+    for (const survivor of report.survivors) out.line(style.red(`  survivor ${survivor.pid} ${survivor.name} (${survivor.role}): ${survivor.reason}`));
+  }
+}
+
+function printEntry(out: Output, entry: ReapEntry): void {
+  const { style } = out;
+  const label = {
+    reaped: style.green('reaped    '),
+    'would-reap': style.yellow('would reap'),
+    'left-alone': style.dim('left alone'),
+    'nothing-left': style.dim('forgotten '),
+  }[entry.action];
+  const why = {
+    registry: 'registry record',
+    'stale-marker': 'stale marker',
+    unmanaged: `not managed here (pass --config or --instance ${entry.instanceId} to reap it)`,
+  }[entry.source];
+  out.line(`${label}  ${entry.instanceId}  marker ${entry.marker}  [${why}]`);
+  if (entry.action === 'nothing-left') {
+    out.line(style.dim('            its tree is already gone; the record was dropped'));
+    return;
+  }
+  if (entry.action === 'reaped') {
+    for (const killed of entry.killed) out.line(`  ${String(killed.pid).padStart(7)}  ${killed.role.padEnd(6)}  ${killed.name}  ${killed.signal === 'none' ? 'exited' : killed.signal}`);
+    for (const survivor of entry.survivors) out.line(style.red(`  ${String(survivor.pid).padStart(7)}  ${survivor.role.padEnd(6)}  ${survivor.name}  SURVIVED: ${survivor.reason}`));
+    return;
+  }
+  for (const found of entry.found) out.line(`  ${String(found.pid).padStart(7)}  ${found.role.padEnd(6)}  ${found.name}`);
+}
