@@ -1,4 +1,5 @@
 // Start safety: refuses to spawn a duplicate when the port answers or a foreign look-alike runs in the cwd.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { findLookalikes, findMarked, listeningPids, portAnswers, snapshot } from './process/index.js';
 import { ForeignInstanceError, PortInUseError } from './errors.js';
 
@@ -19,10 +20,24 @@ export async function preflight(target: PreflightTarget): Promise<void> {
     const holders = listeningPids(target.port).map((pid) => ({ pid, name: table.processes.get(pid)?.name ?? '?' }));
     throw new PortInUseError(target.id, target.port, holders);
   }
+  // A look-alike must still be there a moment later: transient forks and exiting processes are not an instance.
+  const first = await findForeign(target);
+  if (first.size === 0) return;
+  await sleep(LOOKALIKE_RECHECK_MS);
+  const persistent = [...(await findForeign(target)).values()].filter((entry) => first.get(entry.pid)?.startTime === entry.startTime);
+  if (persistent.length > 0) {
+    throw new ForeignInstanceError(target.id, target.cwd, persistent.map((entry) => ({ pid: entry.pid, name: entry.name })));
+  }
+}
+
+const LOOKALIKE_RECHECK_MS = 150;
+
+async function findForeign(target: PreflightTarget): Promise<Map<number, { pid: number; name: string; startTime: number | undefined }>> {
   const table = await snapshot({ cmdline: true });
   const marked = new Set(findMarked(table).keys());
-  const lookalikes = findLookalikes(table, { cwd: target.cwd, command: target.command }, marked);
-  if (lookalikes.length > 0) {
-    throw new ForeignInstanceError(target.id, target.cwd, lookalikes.map((entry) => ({ pid: entry.pid, name: entry.name })));
+  const found = new Map<number, { pid: number; name: string; startTime: number | undefined }>();
+  for (const entry of findLookalikes(table, { cwd: target.cwd, command: target.command }, marked)) {
+    found.set(entry.pid, { pid: entry.pid, name: entry.name, startTime: table.processes.get(entry.pid)?.startTime });
   }
+  return found;
 }

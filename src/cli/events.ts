@@ -18,7 +18,7 @@ export function createEventPrinter(supervisor: Supervisor, out: Output, options:
   const at = (): string => style.dim(stamp(options.origin));
   const system = (label: string): string => style.bold(label.padEnd(width));
   let watchdogLevel = 'ok';
-  let crashedAt = new Map<string, number>();
+  const crashedAt = new Map<string, number>();
 
   const why = (id: string, to: string, from: string | null): string => {
     const status = supervisor.status().instances.find((instance) => instance.id === id);
@@ -74,7 +74,7 @@ export function createEventPrinter(supervisor: Supervisor, out: Output, options:
         const { report } = event;
         const acted = report.entries.filter((entry) => entry.action === 'reaped' || entry.action === 'nothing-left');
         if (acted.length === 0) {
-          out.line(`${at()} ${system('reap')} nothing left by earlier runs`);
+          out.line(`${at()} ${system('reap')} nothing (else) left to reap`);
           return;
         }
         const killed = acted.reduce((sum, entry) => sum + entry.killed.length, 0);

@@ -1,7 +1,7 @@
 // Foreign look-alikes: processes that resemble an instance (same cwd or launch script) but carry none of our markers.
 import { readlinkSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { hasProcfs } from './procfs.js';
+import { environReadable, hasProcfs } from './procfs.js';
 import { classifyRole } from './roles.js';
 import type { ProcessInfo, ProcessRole, ProcessTable } from './types.js';
 
@@ -35,11 +35,12 @@ export function findLookalikes(table: ProcessTable, profile: LookalikeProfile, o
   const scriptPath = resolve(profile.cwd, profile.command);
   const found: Lookalike[] = [];
   for (const info of table.processes.values()) {
-    if (ours.has(info.pid) || info.pid === process.pid || info.state === 'Z') continue;
+    if (ours.has(info.pid) || info.pid === process.pid || info.state === 'Z' || info.state === 'X') continue;
     const role = classifyRole(info);
     if (role === 'other') continue;
     const why = resemblance(info, cwd, script, scriptPath);
-    if (why !== undefined) found.push({ pid: info.pid, name: info.name, role, why });
+    // Unreadable environment (exiting, mid-exec): the missing marker proves nothing, so it is not judged foreign.
+    if (why !== undefined && (!hasProcfs || environReadable(info.pid))) found.push({ pid: info.pid, name: info.name, role, why });
   }
   return found;
 }

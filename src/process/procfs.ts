@@ -97,3 +97,10 @@ export function readEnvironVariable(pid: number, variable: string): string | und
   }
   return undefined;
 }
+
+// Whether a process's environment can be read and is not empty: an exiting process (or one mid-exec) shows none,
+// and then the absence of our marker proves nothing.
+export function environReadable(pid: number): boolean {
+  const raw = readText(`/proc/${pid}/environ`);
+  return raw !== undefined && raw.length > 0;
+}

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { collectOwned, snapshotProcSync, terminate } from '../../src/process/index.js';
+import type { OwnedProcess } from '../../src/process/index.js';
 import {
   cleanupProcesses,
   isAliveNow,
@@ -109,13 +110,13 @@ describe('terminate on a real webui.sh tree', () => {
 
   test('a daemon grandchild that escaped with setsid is found by the marker and killed', async () => {
     const tree = await launchFakeWebui(['--daemon-grandchild']);
-    let daemonPid = 0;
+    // The final daemon runs `worker.py --daemon` in a session of its own (the double fork's middle child is transient).
+    let daemon: OwnedProcess | undefined;
     await waitFor(() => {
-      const daemon = ownedNow(tree).find((entry) => entry.info.sid !== tree.root.pid);
-      daemonPid = daemon?.info.pid ?? 0;
+      daemon = ownedNow(tree).find((entry) => entry.info.sid !== tree.root.pid && entry.info.cmdline?.includes('--daemon') === true);
       return daemon !== undefined;
     }, 10_000, 'the daemon grandchild');
-    const daemon = ownedNow(tree).find((entry) => entry.info.pid === daemonPid);
+    const daemonPid = daemon?.info.pid as number;
     expect(daemon?.proofs).toContain('marker');
     expect(daemon?.info.pgid).not.toBe(tree.pgid);
 

@@ -16,7 +16,7 @@ import type {
 } from '../../../machines/index.js';
 
 // Lets promise callbacks (fromPromise resolutions, deferred sends) run.
-export async function flush(rounds = 3): Promise<void> {
+export async function flush(rounds = 1): Promise<void> {
   for (let i = 0; i < rounds; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
 

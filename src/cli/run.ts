@@ -1,0 +1,131 @@
+// `warden run --config <file>`: supervise for real, serve the control API, shut down (confirmed) on SIGINT/SIGTERM.
+import { join } from 'node:path';
+import { loadConfigFile } from '../config.js';
+import { createSupervisor } from '../supervisor.js';
+import type { Supervisor, WardenEvent } from '../supervisor.js';
+import { CliError, EXIT, describeError } from './exit.js';
+import { createEventPrinter } from './events.js';
+import { createOutput, duration, plural, stamp } from './output.js';
+import type { Output } from './output.js';
+import { inspectorNotice, startInspector } from './inspect.js';
+import type { InspectorBridge } from './inspect.js';
+
+export interface RunOptions {
+  config: string;
+  inspect?: boolean;
+  inspectPort?: number;
+  json?: boolean;
+}
+
+/** How often a long start says it is still waiting: a real WebUI takes minutes. */
+const PROGRESS_TTY_MS = 5_000;
+const PROGRESS_PLAIN_MS = 15_000;
+
+// Runs until a signal ends it (the supervisor's handleSignals runs shutdown() and exits 0, or 1 if anything survived).
+export async function runCommand(options: RunOptions): Promise<number> {
+  const config = await loadConfigFile(options.config);
+  const out = createOutput();
+  const json = options.json === true;
+  const origin = performance.now();
+  const say = (text = ''): void => {
+    if (!json) out.line(text);
+  };
+
+  let inspector: InspectorBridge | undefined;
+  if (options.inspect === true) inspector = await startInspector(options.inspectPort ?? 8080);
+  const supervisor = createSupervisor(config, {
+    handleSignals: true,
+    ...(inspector !== undefined && { inspect: inspector.inspect }),
+  });
+
+  say(out.style.bold('Warden run') + out.style.dim(`  ${options.config}`));
+  say(`  state dir   ${config.stateDir}`);
+  say(`  instances   ${config.instances.map((instance) => instance.id).join(', ')}`);
+  if (inspector !== undefined) for (const line of inspectorNotice(inspector.url)) say(`  ${line}`);
+  if (json && inspector !== undefined) out.json({ type: 'inspector', url: inspector.url });
+
+  const enteredAt = new Map<string, number>();
+  follow(supervisor, out, origin, json, enteredAt);
+
+  await supervisor.ready();
+  let server: { url: string; token: string; close(): Promise<void> };
+  try {
+    const { startControlServer } = await import('../server/index.js');
+    server = await startControlServer(supervisor, { host: config.server.host, port: config.server.port, stateDir: config.stateDir });
+  } catch (error) {
+    await supervisor.shutdown();
+    inspector?.stop();
+    throw new CliError(`cannot serve the control API on ${config.server.host}:${config.server.port}: ${describeError(error).join('; ')}`, EXIT.unavailable);
+  }
+  say(`  control API ${server.url}  (bearer token in ${join(config.stateDir, 'token')}; \`warden status\` reads it)`);
+  say(out.style.dim('  Ctrl-C or SIGTERM shuts down: every tree stopped and read back dead; a second signal skips the grace period.'));
+  say();
+  if (json) out.json({ type: 'server', url: server.url, stateDir: config.stateDir });
+
+  const progress = setInterval(() => reportWaiting(supervisor, out, origin, json, enteredAt), out.tty ? PROGRESS_TTY_MS : PROGRESS_PLAIN_MS);
+  progress.unref();
+  const results = await Promise.allSettled(config.instances.map((instance) => supervisor.start(instance.id)));
+  results.forEach((result, index) => {
+    const id = config.instances[index]?.id ?? '?';
+    if (result.status === 'fulfilled') return;
+    const state = supervisor.status().instances.find((instance) => instance.id === id)?.state ?? '?';
+    const line = `${id} did not start: ${describeError(result.reason).join('; ')}`;
+    if (json) out.json({ type: 'start-failed', instance: id, state, error: line });
+    else out.note(`warden: ${line}${state === 'crashed' || state === 'spawning' ? ' (its restart policy keeps trying)' : ''}`);
+  });
+  const running = supervisor.status().instances.filter((instance) => instance.state === 'running').length;
+  say(`${out.style.dim(stamp(origin))} ${running} of ${plural(config.instances.length, 'instance')} running; supervising until a signal.`);
+
+  // Never resolves: the supervisor's signal handler shuts down and exits.
+  return new Promise<number>(() => undefined);
+}
+
+// Prints every event live (or as JSON lines), and the outcome of shutdown once the event stream completes.
+function follow(supervisor: Supervisor, out: Output, origin: number, json: boolean, enteredAt: Map<string, number>): void {
+  const print = createEventPrinter(supervisor, out, { origin });
+  const terminations: Array<Extract<WardenEvent, { type: 'termination' }>> = [];
+  supervisor.events$.subscribe({
+    next: (event) => {
+      if (event.type === 'termination') terminations.push(event);
+      if (event.type === 'transition' && event.from !== event.to) enteredAt.set(event.instance, event.at);
+      if (json) {
+        if (event.type !== 'sample') out.json(event);
+      } else {
+        print(event);
+      }
+    },
+    // The stream completes as shutdown() finishes, just before the supervisor's handler exits the process.
+    complete: () => {
+      let survivors: Array<{ pid: number; name: string; role: string }> = [];
+      try {
+        survivors = supervisor.status().instances.flatMap((instance) => instance.lastReport?.survivors ?? []);
+      } catch {
+        // the actor is gone; the termination reports below still say what happened
+      }
+      const stopped = terminations.filter((event) => event.reason === 'shutdown');
+      if (json) {
+        out.json({ type: 'shutdown', ok: survivors.length === 0, stopped: stopped.map((event) => event.instance), survivors });
+        return;
+      }
+      const killed = stopped.reduce((sum, event) => sum + event.report.killed.length, 0);
+      const text = `shutdown: ${plural(stopped.length, 'tree')} stopped (${plural(killed, 'process', 'processes')}), survivors ${survivors.length}`;
+      out.line(`${out.style.dim(stamp(origin))} ${survivors.length === 0 ? out.style.green(text) : out.style.red(text)}`);
+    },
+  });
+}
+
+// One line per instance still on its way (starting, backing off, stopping): which sub-state, for how long.
+function reportWaiting(supervisor: Supervisor, out: Output, origin: number, json: boolean, enteredAt: Map<string, number>): void {
+  const now = Date.now();
+  for (const instance of supervisor.status().instances) {
+    if (instance.state !== 'spawning' && instance.state !== 'crashed' && instance.state !== 'stopping') continue;
+    const since = enteredAt.get(instance.id) ?? now;
+    if (json) {
+      out.json({ type: 'waiting', instance: instance.id, state: instance.detail, ms: now - since });
+      continue;
+    }
+    const configured = supervisor.config.instances.find((entry) => entry.id === instance.id);
+    const limit = instance.state === 'spawning' && configured !== undefined ? ` of a ${duration(configured.startupTimeoutMs)} startup timeout` : '';
+    out.line(`${out.style.dim(stamp(origin))} ${out.style.cyan(instance.id)} still ${instance.detail} (${duration(now - since)}${limit})`);
+  }
+}

@@ -1,0 +1,11 @@
+import { instanceModel } from '../support/instance-model.js';
+const INTENT_EVENTS = ['START', 'STOP', 'RESTART', 'launched', 'HEALTHY', 'PROCESS_EXITED', 'treeDead', 'survivor', 'after:backoff', 'after:retryStop'];
+let t = Date.now();
+const p = instanceModel({ maxRestarts: 1, maxAttempt: 1, events: INTENT_EVENTS }).getSimplePaths();
+console.log(p.length, Date.now() - t, p.reduce((a, x) => a + x.steps.length, 0));
+t = Date.now();
+const raw = instanceModel({ maxRestarts: 1, maxAttempt: 1, events: INTENT_EVENTS }).getSimplePaths({ allowDuplicatePaths: true });
+console.log('raw', raw.length, Date.now() - t);
+import { dropPrefixPaths } from '../support/instance-model.js';
+t = Date.now();
+console.log('own dedup', dropPrefixPaths(raw).length, Date.now() - t);
