@@ -333,7 +333,7 @@ export const instanceMachine = setup({
       },
       on: {
         STOP: { target: 'stopping', actions: 'stopRequested' },
-        RESTART: { target: 'spawning', actions: 'restartRequested' },
+        RESTART: { target: 'stopping', actions: 'restartRequested' },
         PROCESS_EXITED: { target: 'stopping', actions: ['recordExit', 'stopForCrash'] },
         HEALTH_FAILED: { target: 'stopping', actions: ['recordHealthFailure', 'stopForCrash'] },
         PIDS_DISCOVERED: { actions: 'recordPids' },

@@ -102,6 +102,9 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
     say(style.bold(`${n}/4  ${title}`) + style.dim(`  ${what}`));
   };
   const detail = (text: string): void => say(`${' '.repeat(10)}${text}`);
+  const summary = (text: string): void => say(`  ${text}`);
+  // On a terminal, a breath between steps, so a newcomer can read along; never when piped.
+  const breathe = (): Promise<unknown> => (out.tty && options.json !== true && !interrupted ? sleep(900) : Promise.resolve());
 
   const onSignal = (signal: NodeJS.Signals): void => {
     if (interrupted) {
@@ -139,6 +142,7 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
         `${first.counts.python - 1} workers · counted python ${first.counts.python}, shell ${first.counts.shell}`,
     );
 
+    await breathe();
     // ── 2. crash ───────────────────────────────────────────────────────────────────────────────────────────
     step(2, 'Crash', `Python dies on the spot and leaves its ${workers} workers orphaned, as a real crash does`);
     const beforeCrash = story.mark();
@@ -158,6 +162,7 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
         `(was ${first.pythonPid ?? '?'}) · restarts ${second.restarts} · counted python ${second.counts.python}, shell ${second.counts.shell}`,
     );
 
+    await breathe();
     // ── 3. runaway ─────────────────────────────────────────────────────────────────────────────────────────
     if (!hasProcfs) {
       step(3, 'Runaway', 'skipped: finding strays by marker needs /proc (Linux)');
@@ -197,7 +202,13 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
     storyDone = true;
     if (options.keepRunning === true && !interrupted) {
       const { startControlServer } = await import('../server/index.js');
-      server = await startControlServer(supervisor, { host: '127.0.0.1', port: 0, stateDir });
+      server = await startControlServer(supervisor, {
+        host: '127.0.0.1',
+        port: 0,
+        stateDir,
+        // POST /api/shutdown (the dashboard's button) ends the demo like Ctrl-C does.
+        onShutdown: () => onSignal('SIGTERM'),
+      });
       say();
       say(style.bold('Still supervising') + style.dim('  (--keep-running)'));
       detail(`dashboard and API  ${server.url}`);
@@ -258,13 +269,13 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
 
   say();
   say(style.bold('Summary'));
-  detail(`processes spawned: ${spawned} by Warden's ${plural(story.launches(), 'launch', 'launches')} + ${planted.length} injected strays (seen in /proc by marker)`);
-  detail(`processes killed: ${killed.size} (each read back dead from the process table)`);
-  detail(`survivors: ${survivors.length}${survivors.length === 0 ? '' : `  ${survivors.map((entry) => `${entry.pid} ${entry.name}`).join(', ')}`}`);
-  detail(`left in /proc: ${leftovers.length === 0 ? `no process carries a ${id} marker` : style.red(leftovers.map((entry) => `${entry.pid} ${entry.name}`).join(', '))}`);
+  summary(`processes spawned: ${spawned} by Warden's ${plural(story.launches(), 'launch', 'launches')} + ${planted.length} injected strays (seen in /proc by marker)`);
+  summary(`processes killed: ${killed.size} (each read back dead from the process table)`);
+  summary(`survivors: ${survivors.length}${survivors.length === 0 ? '' : `  ${survivors.map((entry) => `${entry.pid} ${entry.name}`).join(', ')}`}`);
+  summary(`left in /proc: ${leftovers.length === 0 ? `no process carries a ${id} marker` : style.red(leftovers.map((entry) => `${entry.pid} ${entry.name}`).join(', '))}`);
   if (strays.length > 0) detail(style.red(`injected strays Warden did not reap (the demo killed them itself): ${pidList(strays.map((entry) => entry.pid))}`));
-  detail(`diagnostic bundle: ${bundle ?? 'none written'}`);
-  detail(`elapsed: ${duration(elapsedMs)}`);
+  summary(`diagnostic bundle: ${bundle ?? 'none written'}`);
+  summary(`elapsed: ${duration(elapsedMs)}`);
   say();
   if (ok) say(style.green(`Every process the demo started is gone. Exit 0.`));
   else if (cut) say(style.yellow(`Interrupted; ${leftovers.length === 0 && survivors.length === 0 ? 'nothing was left behind' : 'see what survived above'}. Exit ${exitCode}.`));

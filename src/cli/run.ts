@@ -1,4 +1,5 @@
 // `warden run --config <file>`: supervise for real, serve the control API, shut down (confirmed) on SIGINT/SIGTERM.
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfigFile } from '../config.js';
 import { createSupervisor } from '../supervisor.js';
@@ -45,18 +46,33 @@ export async function runCommand(options: RunOptions): Promise<number> {
   if (json && inspector !== undefined) out.json({ type: 'inspector', url: inspector.url });
 
   const enteredAt = new Map<string, number>();
-  follow(supervisor, out, origin, json, enteredAt);
+  const stateFiles = { stateDir: config.stateDir, serverUrl: undefined as string | undefined };
+  follow(supervisor, out, origin, json, enteredAt, () => {
+    // The supervisor's signal handler exits right after this: no time for the server's async close, so drop
+    // server.json now (only if it is still ours), or `warden status` would find a dead server.
+    if (stateFiles.serverUrl !== undefined) removeServerFileSync(stateFiles.stateDir, stateFiles.serverUrl);
+    inspector?.stop();
+  });
 
   await supervisor.ready();
   let server: { url: string; token: string; close(): Promise<void> };
   try {
     const { startControlServer } = await import('../server/index.js');
-    server = await startControlServer(supervisor, { host: config.server.host, port: config.server.port, stateDir: config.stateDir });
+    server = await startControlServer(supervisor, {
+      host: config.server.host,
+      port: config.server.port,
+      stateDir: config.stateDir,
+      // POST /api/shutdown: the supervisor has shut down (confirmed or not); leave with what it observed.
+      onShutdown: (report) => {
+        void server.close().finally(() => process.exit(report.ok ? EXIT.ok : EXIT.failure));
+      },
+    });
   } catch (error) {
     await supervisor.shutdown();
     inspector?.stop();
-    throw new CliError(`cannot serve the control API on ${config.server.host}:${config.server.port}: ${describeError(error).join('; ')}`, EXIT.unavailable);
+    throw new CliError(describeError(error).join('; '), EXIT.unavailable);
   }
+  stateFiles.serverUrl = server.url;
   say(`  control API ${server.url}  (bearer token in ${join(config.stateDir, 'token')}; \`warden status\` reads it)`);
   say(out.style.dim('  Ctrl-C or SIGTERM shuts down: every tree stopped and read back dead; a second signal skips the grace period.'));
   say();
@@ -81,7 +97,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
 }
 
 // Prints every event live (or as JSON lines), and the outcome of shutdown once the event stream completes.
-function follow(supervisor: Supervisor, out: Output, origin: number, json: boolean, enteredAt: Map<string, number>): void {
+function follow(supervisor: Supervisor, out: Output, origin: number, json: boolean, enteredAt: Map<string, number>, finished: () => void): void {
   const print = createEventPrinter(supervisor, out, { origin });
   const terminations: Array<Extract<WardenEvent, { type: 'termination' }>> = [];
   supervisor.events$.subscribe({
@@ -96,6 +112,7 @@ function follow(supervisor: Supervisor, out: Output, origin: number, json: boole
     },
     // The stream completes as shutdown() finishes, just before the supervisor's handler exits the process.
     complete: () => {
+      finished();
       let survivors: Array<{ pid: number; name: string; role: string }> = [];
       try {
         survivors = supervisor.status().instances.flatMap((instance) => instance.lastReport?.survivors ?? []);
@@ -112,6 +129,17 @@ function follow(supervisor: Supervisor, out: Output, origin: number, json: boole
       out.line(`${out.style.dim(stamp(origin))} ${survivors.length === 0 ? out.style.green(text) : out.style.red(text)}`);
     },
   });
+}
+
+// Removes <stateDir>/server.json if it still names this process and url.
+function removeServerFileSync(stateDir: string, url: string): void {
+  const path = join(stateDir, 'server.json');
+  try {
+    const current = JSON.parse(readFileSync(path, 'utf8')) as { pid?: number; url?: string };
+    if (current.pid === process.pid && current.url === url) rmSync(path, { force: true });
+  } catch {
+    // gone already, or not ours to remove
+  }
 }
 
 // One line per instance still on its way (starting, backing off, stopping): which sub-state, for how long.

@@ -17,7 +17,9 @@ import {
 
 afterEach(cleanupProcesses);
 
-const alivePids = (pids: number[]): number[] => pids.filter((pid) => isAliveNow(pid, undefined));
+// Still alive as the same process (pid + start time): a pid reused by another test's process does not count.
+const aliveOf = (entries: OwnedProcess[]): number[] =>
+  entries.filter((entry) => isAliveNow(entry.info.pid, entry.info.startTime)).map((entry) => entry.info.pid);
 
 describe('terminate on a real webui.sh tree', () => {
   test('a shell wrapper, its Python and 8 workers all die and none is left carrying the marker', async () => {
@@ -35,7 +37,7 @@ describe('terminate on a real webui.sh tree', () => {
     expect(report.killed.filter((entry) => entry.role === 'python').every((entry) => entry.signal === 'SIGTERM')).toBe(true);
     expect(report.escalated).toBe(false);
     expect(markedPids(tree.marker)).toEqual([]);
-    expect(alivePids(before.map((entry) => entry.info.pid))).toEqual([]);
+    expect(aliveOf(before)).toEqual([]);
   });
 
   test('workers orphaned by a SIGKILLed Python and the Python the wrapper relaunched all die', async () => {
@@ -55,12 +57,12 @@ describe('terminate on a real webui.sh tree', () => {
     const orphanNow = snapshotProcSync(false).processes.get(orphans[0]?.info.pid as number);
     expect(orphanNow?.ppid).not.toBe(firstPython?.info.pid);
 
-    const everything = ownedNow(tree).map((entry) => entry.info.pid);
+    const everything = ownedNow(tree);
     const report = await terminate(tree, { graceMs: 3000 });
 
     expect(report.survivors).toEqual([]);
-    expect(alivePids(everything)).toEqual([]);
-    expect(alivePids(orphans.map((entry) => entry.info.pid))).toEqual([]);
+    expect(aliveOf(everything)).toEqual([]);
+    expect(aliveOf(orphans)).toEqual([]);
     expect(markedPids(tree.marker)).toEqual([]);
   });
 
@@ -124,7 +126,7 @@ describe('terminate on a real webui.sh tree', () => {
 
     expect(report.survivors).toEqual([]);
     expect(report.killed.map((entry) => entry.pid)).toContain(daemonPid);
-    expect(isAliveNow(daemonPid, undefined)).toBe(false);
+    expect(isAliveNow(daemonPid, daemon?.info.startTime)).toBe(false);
     expect(markedPids(tree.marker)).toEqual([]);
   });
 

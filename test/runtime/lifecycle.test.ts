@@ -1,6 +1,7 @@
 // The supervisor on real trees: start through webui.sh, stop confirmed, restarts that never leave two trees behind.
 import { afterEach, describe, expect, test } from 'vitest';
 import type { WardenEvent } from '../../src/index.js';
+import { readStartTime } from '../../src/process/procfs.js';
 import { isAliveNow, startDecoy } from '../support/processes.js';
 import { cleanupRuntime, fakeInstance, makeSupervisor, pidsOfInstance } from '../support/runtime.js';
 
@@ -63,6 +64,7 @@ describe('supervisor lifecycle', () => {
       if (event.type !== 'sample') events.push(event);
     });
     const first = await supervisor.start(instance.id);
+    const firstStart = readStartTime(first.pid as number)?.startTime;
 
     // Liveness fails (2 × 150 ms timeouts), the tree goes through stopping (crash), then a new launch.
     await waitUntil(() => events.filter((event) => event.type === 'launch').length >= 2, 20_000);
@@ -74,7 +76,7 @@ describe('supervisor lifecycle', () => {
     expect(crashStop?.report.killed.map((entry) => entry.pid)).toContain(first.pid);
     // Ordering read from events$: the termination that confirmed the old tree dead precedes the second launch.
     expect(events.indexOf(crashStop as WardenEvent)).toBeLessThan(events.indexOf(launches[1] as WardenEvent));
-    expect(isAliveNow(first.pid as number, undefined)).toBe(false);
+    expect(isAliveNow(first.pid as number, firstStart)).toBe(false);
   }, 40_000);
 
   test('a crash loop follows the backoff, ends in failed at the budget, and never shows two trees', async () => {

@@ -11,15 +11,21 @@ import { FAKE_WEBUI_DIR, cleanupProcesses, tempDir } from './processes.js';
 const supervisors = new Set<Supervisor>();
 const instanceIds = new Set<string>();
 
-// A port nobody listens on right now.
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+// A port nobody listens on right now, below the kernel's ephemeral range (32768+), so a process of another test
+// that binds port 0 cannot take it between our check and the WebUI's bind.
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canListen(port)) return port;
+  }
+  throw new Error('no free port found in 20000–31999');
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 }
 

@@ -88,6 +88,28 @@ export function instanceModel(options: ModelOptions) {
   });
 }
 
+// One path per transition of the model: the shortest path to its source state, then the transition itself.
+// Shortest and simple paths never take an edge back to a state already on the path; these paths take every edge.
+export function transitionPaths(model: ReturnType<typeof instanceModel>): InstancePath[] {
+  const shortest = new Map(
+    model.getShortestPaths({ allowDuplicatePaths: true }).map((path) => [serialize(path.state as Snapshot), path]),
+  );
+  const paths: InstancePath[] = [];
+  for (const [key, { transitions }] of Object.entries(model.getAdjacencyMap())) {
+    const head = shortest.get(key);
+    if (!head) throw new Error(`no path reaches ${key}`);
+    for (const { event, state } of Object.values(transitions)) {
+      paths.push({
+        state: state as Snapshot,
+        steps: [...(head.steps as InstancePath['steps']), { event: event as ModelEvent, state: state as Snapshot }],
+        weight: head.weight + 1,
+        description: `${head.description} ⇒ ${(event as ModelEvent).type}`,
+      });
+    }
+  }
+  return paths;
+}
+
 // Drops every path whose event sequence is a prefix of another path's (its replay is part of the longer one).
 // Same result as TestModel's own de-duplication, in linear time.
 export function dropPrefixPaths<P extends { steps: Array<{ event: EventObject }> }>(paths: P[]): P[] {

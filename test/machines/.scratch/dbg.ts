@@ -1,0 +1,10 @@
+import { InstanceHarness, flush } from '../support/harness.js';
+import { modelInput, instanceModel } from '../support/instance-model.js';
+const h = new InstanceHarness({ input: modelInput(1), autoLaunch: false }).start();
+await h.send({ type: 'START' });
+await h.resolveLaunch();
+await h.report({ type: 'HEALTHY' });
+await h.send({ type: 'RESTART' });
+console.log(h.value, h.tree.violations, h.log);
+const paths = instanceModel({ maxRestarts: 1, maxAttempt: 1, events: ['START', 'STOP', 'RESTART', 'launched', 'HEALTHY', 'PROCESS_EXITED', 'treeDead', 'survivor', 'after:backoff', 'after:retryStop'] }).getShortestPaths({ allowDuplicatePaths: true });
+for (const p of paths) if (p.description.includes('RESTART')) console.log(p.description.replace(/\(\{.*\}\)/, ''));
