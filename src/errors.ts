@@ -7,6 +7,8 @@ export { WardenError, LaunchError } from './process/errors.js';
 export interface NamedProcess {
   pid: number;
   name: string;
+  /** The Warden marker it carries, if any (then it belongs to some Warden, maybe another supervisor). */
+  marker?: string;
 }
 
 const describe = (processes: NamedProcess[]): string =>
@@ -19,7 +21,10 @@ export class PortInUseError extends WardenError {
     readonly port: number,
     readonly holders: NamedProcess[],
   ) {
-    super('PORT_IN_USE', `Cannot start "${instanceId}": port ${port} already answers (${describe(holders)}, not started by Warden). Stop it or configure another port.`);
+    const whose = holders.some((holder) => holder.marker !== undefined)
+      ? holders.map((holder) => `pid ${holder.pid} ${holder.name}${holder.marker === undefined ? '' : `, Warden marker ${holder.marker}`}`).join('; ')
+      : `${describe(holders)}, not started by Warden`;
+    super('PORT_IN_USE', `Cannot start "${instanceId}": port ${port} already answers (${whose}). Stop it or configure another port.`);
   }
 }
 

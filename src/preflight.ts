@@ -17,7 +17,11 @@ export interface PreflightTarget {
 export async function preflight(target: PreflightTarget): Promise<void> {
   if (target.port !== undefined && target.port > 0 && (await portAnswers(target.host ?? '127.0.0.1', target.port, 500))) {
     const table = await snapshot({ cmdline: false });
-    const holders = listeningPids(target.port).map((pid) => ({ pid, name: table.processes.get(pid)?.name ?? '?' }));
+    const markers = findMarked(table);
+    const holders = listeningPids(target.port).map((pid) => {
+      const marker = markers.get(pid);
+      return { pid, name: table.processes.get(pid)?.name ?? '?', ...(marker !== undefined && { marker }) };
+    });
     throw new PortInUseError(target.id, target.port, holders);
   }
   // A look-alike must still be there a moment later: transient forks and exiting processes are not an instance.

@@ -1,25 +1,23 @@
 // The control API against a real supervisor running the fake WebUI: auth, Host checks, bad input, SSE, metrics.
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import { createServer } from 'node:net';
-import type { AddressInfo, Server } from 'node:net';
+import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { createSupervisor } from '../../src/index.js';
 import type { ShutdownReport, Supervisor } from '../../src/index.js';
 import { startControlServer } from '../../src/server/index.js';
 import type { ControlServer, ControlServerOptions } from '../../src/server/index.js';
-import { FAKE_WEBUI_DIR, cleanupProcesses, pidsWithVariable, tempDir, waitFor } from '../support/processes.js';
+import { waitFor } from '../support/processes.js';
+import { cleanupRuntime, fakeInstance, makeSupervisor } from '../support/runtime.js';
 
-// ── Harness (kept in this file: each test owns its supervisor, server and processes) ──────────────────────────
+// ── Harness: each test owns its supervisor (test/support/runtime.ts shuts it down and kills leftovers), server, processes
 
 interface Setup {
   supervisor: Supervisor;
   server: ControlServer;
   id: string;
-  dir: string;
   stateDir: string;
   webuiPort: number;
   base: string;
@@ -27,62 +25,24 @@ interface Setup {
 
 let supervisor: Supervisor | undefined;
 let server: ControlServer | undefined;
-const fakeStateDirs: string[] = [];
 const blockers: Server[] = [];
 
 afterEach(async () => {
   await server?.close();
-  await supervisor?.shutdown();
   server = undefined;
   supervisor = undefined;
   for (const blocker of blockers.splice(0)) blocker.close();
-  // Belt and braces: anything still carrying this test's FAKE_WEBUI_STATE_DIR (an exact, per-test value) is ours.
-  for (const dir of fakeStateDirs.splice(0)) {
-    for (const pid of pidsWithVariable('FAKE_WEBUI_STATE_DIR', dir)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
-  await cleanupProcesses();
+  await cleanupRuntime();
 });
 
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
-
-// A supervisor of one fake WebUI (1 worker) in a temp dir, and a control server on a free port.
+// A supervisor of one fake WebUI (1 worker) on a free port, and a control server on port 0.
 async function setup(serverOptions: Partial<ControlServerOptions> = {}): Promise<Setup> {
-  const dir = tempDir('warden-api-');
-  fakeStateDirs.push(dir);
-  const stateDir = join(dir, 'state');
-  const webuiPort = await freePort();
-  const id = `webui-${randomBytes(2).toString('hex')}`;
-  supervisor = createSupervisor({
-    stateDir,
-    instances: [
-      {
-        id,
-        command: join(FAKE_WEBUI_DIR, 'webui.sh'),
-        args: ['--port', String(webuiPort), '--workers', '1'],
-        cwd: dir,
-        env: { FAKE_WEBUI_STATE_DIR: dir },
-        health: { url: `http://127.0.0.1:${webuiPort}/internal/ping`, intervalMs: 200, timeoutMs: 150 },
-        startupTimeoutMs: 15_000,
-        stopGraceMs: 2000,
-      },
-    ],
-    // Thresholds above what one fake WebUI reaches, even with the wrapper's short-lived forks counted.
-    watchdog: { sampleIntervalMs: 200, warning: { python: 8, shell: 8 }, critical: { python: 16, shell: 16 } },
-  });
+  const instance = await fakeInstance({ args: ['--workers', '1'] });
+  // Thresholds above what one fake WebUI reaches, so no watchdog alert interrupts a test.
+  supervisor = makeSupervisor([instance], { watchdog: { warning: { python: 8, shell: 8 }, critical: { python: 16, shell: 16 } } });
+  const stateDir = supervisor.config.stateDir;
   server = await startControlServer(supervisor, { host: '127.0.0.1', port: 0, stateDir, ...serverOptions });
-  return { supervisor, server, id, dir, stateDir, webuiPort, base: server.url };
+  return { supervisor, server, id: instance.id, stateDir, webuiPort: instance.port, base: server.url };
 }
 
 interface Reply {

@@ -11,14 +11,18 @@ import { FAKE_WEBUI_DIR, cleanupProcesses, tempDir } from './processes.js';
 const supervisors = new Set<Supervisor>();
 const instanceIds = new Set<string>();
 
-// A port nobody listens on right now, below the kernel's ephemeral range (32768+), so a process of another test
-// that binds port 0 cannot take it between our check and the WebUI's bind.
+// A port nobody listens on right now, never handed out twice in this run: each vitest worker draws from its own
+// band below the kernel's ephemeral range (32768+), so neither a process binding port 0 nor another test file can
+// take an instance's port while it is between a stop and a start.
+const band = 20_000 + (Number(process.env.VITEST_POOL_ID ?? '0') % 6) * 2000;
+let nextPort = band + Math.floor(Math.random() * 1000);
 export async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt += 1) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    const port = nextPort;
+    nextPort = nextPort + 1 >= band + 2000 ? band : nextPort + 1;
     if (await canListen(port)) return port;
   }
-  throw new Error('no free port found in 20000–31999');
+  throw new Error(`no free port found in ${band}–${band + 1999}`);
 }
 
 function canListen(port: number): Promise<boolean> {
