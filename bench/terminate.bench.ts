@@ -100,7 +100,9 @@ export interface TerminateBenchResult {
     rounds: ProfileRound[];
     medians: Record<string, number>;
   };
+  /** Interleaved rounds: Warden at poll 20 / 5 / 2 ms and tree-kill, ratios against that tree-kill median. */
   pollSensitivity: { pollIntervalMs: number; stats: Stats; ratioToTreeKillMedian: number }[];
+  pollSensitivityTreeKill: Stats;
   raw: { warden: WardenRound[]; treeKill: TreeKillRound[] };
 }
 
@@ -300,19 +302,29 @@ export async function runTerminateBench(options: { rounds?: number; profileRound
   // Where Warden's time goes (instrumented rounds, not part of the headline figures).
   const profiles: ProfileRound[] = [];
   for (let i = 0; i < profileRounds; i += 1) profiles.push(await profileRound(20));
-  // Sensitivity: the same protocol with a shorter re-read interval (public option, no code change).
-  const pollSensitivity: TerminateBenchResult['pollSensitivity'] = [];
+  // Sensitivity: the same protocol with shorter re-read intervals (a public option, no code change), interleaved
+  // with the default interval and with tree-kill so the ratios compare rounds taken at the same time.
   const killStats = stats(killer.map((r) => r.ms));
-  for (const pollIntervalMs of [5, 2]) {
-    const times: number[] = [];
-    for (let i = 0; i < profileRounds; i += 1) {
-      const r = await wardenRound(i, { pollIntervalMs });
-      if (r.survivors > 0 || r.markedAfter > 0) throw new Error(`pollIntervalMs ${pollIntervalMs} round left survivors`);
-      times.push(r.ms);
+  const variants: (number | 'tree-kill')[] = [20, 5, 2, 'tree-kill'];
+  const sensitivityTimes = new Map<number | 'tree-kill', number[]>(variants.map((v) => [v, []]));
+  for (let i = 0; i < profileRounds; i += 1) {
+    for (let j = 0; j < variants.length; j += 1) {
+      const variant = variants[(i + j) % variants.length] as number | 'tree-kill';
+      if (variant === 'tree-kill') {
+        (sensitivityTimes.get(variant) as number[]).push((await treeKillRound(i)).ms);
+        continue;
+      }
+      const r = await wardenRound(i, { pollIntervalMs: variant });
+      if (r.survivors > 0 || r.markedAfter > 0) throw new Error(`pollIntervalMs ${variant} round left survivors`);
+      (sensitivityTimes.get(variant) as number[]).push(r.ms);
     }
-    const s = stats(times);
-    pollSensitivity.push({ pollIntervalMs, stats: s, ratioToTreeKillMedian: s.median / killStats.median });
   }
+  const sensitivityKill = stats(sensitivityTimes.get('tree-kill') as number[]);
+  const pollSensitivity: TerminateBenchResult['pollSensitivity'] = [20, 5, 2].map((pollIntervalMs) => {
+    const s = stats(sensitivityTimes.get(pollIntervalMs) as number[]);
+    return { pollIntervalMs, stats: s, ratioToTreeKillMedian: s.median / sensitivityKill.median };
+  });
+  const sensitivityTreeKill = sensitivityKill;
 
   const wardenStats = stats(warden.map((r) => r.ms));
   const ratioOfMedians = wardenStats.median / killStats.median;
@@ -354,6 +366,7 @@ export async function runTerminateBench(options: { rounds?: number; profileRound
     treeKillReapedTotal: killer.reduce((sum, r) => sum + r.reapedByTerminate, 0),
     profile: { rounds: profiles, medians },
     pollSensitivity,
+    pollSensitivityTreeKill: sensitivityTreeKill,
     raw: { warden, treeKill: killer },
   };
 
@@ -392,10 +405,16 @@ export async function runTerminateBench(options: { rounds?: number; profileRound
   log('');
   log(
     table(
-      ['pollIntervalMs (sensitivity)', 'n', 'median', 'p90', 'ratio vs tree-kill median'],
+      ['sensitivity (interleaved rounds)', 'n', 'median', 'p90', 'ratio vs tree-kill median'],
       [
-        ['20 (default, headline)', wardenStats.n, ms(wardenStats.median), ms(wardenStats.p90), ratioOfMedians.toFixed(2)],
-        ...pollSensitivity.map((p) => [String(p.pollIntervalMs), p.stats.n, ms(p.stats.median), ms(p.stats.p90), p.ratioToTreeKillMedian.toFixed(2)]),
+        ...pollSensitivity.map((p) => [
+          `warden, pollIntervalMs ${p.pollIntervalMs}${p.pollIntervalMs === 20 ? ' (default)' : ''}`,
+          p.stats.n,
+          ms(p.stats.median),
+          ms(p.stats.p90),
+          p.ratioToTreeKillMedian.toFixed(2),
+        ]),
+        ['tree-kill SIGTERM → callback', sensitivityTreeKill.n, ms(sensitivityTreeKill.median), ms(sensitivityTreeKill.p90), '1.00'],
       ],
     ),
   );

@@ -56,16 +56,19 @@ export function budgetExceeded(restartTimes: readonly number[], now: number, pol
   return restartBudgetSpent(restartsInWindow(restartTimes, now, policy.windowMs), policy);
 }
 
+// A value as a message shows it: numbers as written (NaN stays NaN), the rest as JSON.
+const show = (value: unknown): string => (typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? String(value)));
+
 // Every problem with a restart policy, each naming the field and the value received; empty when the policy is valid.
 export function restartPolicyProblems(policy: RestartPolicy): string[] {
   const problems: string[] = [];
   const nonNegative = (field: keyof RestartPolicy, value: unknown): void => {
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-      problems.push(`restart.${field} must be a finite number >= 0, received ${JSON.stringify(value)}`);
+      problems.push(`restart.${field} must be a finite number >= 0, received ${show(value)}`);
     }
   };
   if (typeof policy.onCrash !== 'boolean') {
-    problems.push(`restart.onCrash must be a boolean, received ${JSON.stringify(policy.onCrash)}`);
+    problems.push(`restart.onCrash must be a boolean, received ${show(policy.onCrash)}`);
   }
   nonNegative('baseDelayMs', policy.baseDelayMs);
   nonNegative('maxDelayMs', policy.maxDelayMs);
@@ -73,7 +76,7 @@ export function restartPolicyProblems(policy: RestartPolicy): string[] {
   nonNegative('windowMs', policy.windowMs);
   nonNegative('resetAfterMs', policy.resetAfterMs);
   if (policy.jitter !== undefined && (typeof policy.jitter !== 'number' || !(policy.jitter >= 0 && policy.jitter <= 1))) {
-    problems.push(`restart.jitter must be a fraction between 0 and 1, received ${JSON.stringify(policy.jitter)}`);
+    problems.push(`restart.jitter must be a fraction between 0 and 1, received ${show(policy.jitter)}`);
   }
   return problems;
 }

@@ -312,7 +312,7 @@ export const instanceMachine = setup({
           on: {
             HEALTHY: { target: '#instance.running', actions: 'recordHealthy' },
             PROCESS_EXITED: { target: '#instance.stopping', actions: ['recordExit', 'stopForCrash'] },
-            HEALTH_FAILED: { target: '#instance.crashed', actions: ['recordHealthFailure', 'stopForCrash'] },
+            HEALTH_FAILED: { target: '#instance.stopping', actions: ['recordHealthFailure', 'stopForCrash'] },
             PIDS_DISCOVERED: { actions: 'recordPids' },
           },
         },

@@ -2,6 +2,7 @@
 import { main } from './cli/program.js';
 
 const code = await main(process.argv);
-// Exit explicitly (stdout is written synchronously to files, pipes and terminals on POSIX): a finished command must
-// not linger on a timer or socket some library left behind.
-process.stdout.write('', () => process.exit(code));
+// Exit explicitly once stdout has taken everything: a finished command must not linger on a timer or socket that
+// some library left behind. A stdout whose reader is gone (`| head`) has nothing left to flush.
+if (process.stdout.destroyed || !process.stdout.writable) process.exit(code);
+else process.stdout.write('', () => process.exit(code));

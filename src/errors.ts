@@ -70,3 +70,10 @@ export class ShutDownError extends WardenError {
     super('SHUT_DOWN', 'This supervisor has been shut down; create a new one');
   }
 }
+
+// The supervisor would not carry out a command right now (restarts held after an emergency, shutting down).
+export class CommandRefusedError extends WardenError {
+  constructor(readonly instanceId: string | null, readonly command: string, reason: string) {
+    super('COMMAND_REFUSED', `${command} ${instanceId === null ? '(all instances)' : `"${instanceId}"`} refused: ${reason}`);
+  }
+}

@@ -1,6 +1,6 @@
 // The RxJS sampler: interval → process table (never overlapping) → per-instance counts, stale and foreign processes.
 import { Observable, defer, exhaustMap, interval, share, startWith } from 'rxjs';
-import { classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, snapshot } from './process/index.js';
+import { STATE_DIR_VARIABLE, classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, readEnvironVariable, snapshot } from './process/index.js';
 import type { Lookalike, LookalikeProfile, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
 
 /** Counts of one instance's owned processes. */
@@ -45,6 +45,8 @@ export interface SamplerOptions {
   emergencyWindowMs: number;
   /** Read at each sample: the configured instances and their live launches. */
   instances: () => SampledInstance[];
+  /** This supervisor's state directory: only trees launched from it can be stale here. */
+  stateDir?: string;
   /** Markers of launches that are live or being launched right now (never stale). */
   liveMarkers: () => ReadonlySet<string>;
   /** Reads the table; defaults to snapshot(). */
@@ -66,6 +68,7 @@ export function classifyTable(
   table: ProcessTable,
   instances: SampledInstance[],
   liveMarkers: ReadonlySet<string>,
+  stateDir?: string,
 ): Pick<Sample, 'perInstance' | 'stale' | 'foreign'> & { counted: Set<number> } {
   const perInstance: Record<string, RoleCounts> = {};
   const counted = new Set<number>();
@@ -92,6 +95,8 @@ export function classifyTable(
     const parsed = parseMarker(marker);
     // Markers of instances we do not manage may belong to another supervisor: never ours to reap.
     if (parsed === undefined || !managed.has(parsed.instanceId)) continue;
+    // Same id, another state directory: another supervisor's tree, never ours to reap.
+    if (stateDir !== undefined && readEnvironVariable(pid, STATE_DIR_VARIABLE) !== stateDir) continue;
     const info = table.processes.get(pid);
     if (info === undefined) continue;
     let group = staleByMarker.get(marker);
@@ -119,7 +124,7 @@ export function createSampler(options: SamplerOptions): Observable<Sample> {
     const started = performance.now();
     const table = await readTable();
     options.onTable?.(table);
-    const { perInstance, stale, foreign } = classifyTable(table, options.instances(), options.liveMarkers());
+    const { perInstance, stale, foreign } = classifyTable(table, options.instances(), options.liveMarkers(), options.stateDir);
     let python = 0;
     let shell = 0;
     let total = 0;

@@ -19,12 +19,12 @@ import type {
 import { parseConfig } from './config.js';
 import type { InstanceConfig, WardenConfig } from './config.js';
 import { writeDiagnosticBundle } from './diagnostics.js';
-import { ShutDownError, StartError, StopTimeoutError, UnknownInstanceError, WardenError } from './errors.js';
+import { CommandRefusedError, ShutDownError, StartError, StopTimeoutError, UnknownInstanceError, WardenError } from './errors.js';
 import { postQuietly, probeHealth } from './health.js';
 import { createTailedLogger } from './logging.js';
 import type { LogTail, Logger } from './logging.js';
 import { preflight } from './preflight.js';
-import { launch, newMarker, snapshot, terminate } from './process/index.js';
+import { STATE_DIR_VARIABLE, launch, newMarker, snapshot, terminate } from './process/index.js';
 import type { TerminationReport, TreeHandle } from './process/index.js';
 import { acquireLock } from './process/lock.js';
 import type { Lock } from './process/lock.js';
@@ -210,13 +210,16 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       }
       const marker = newMarker(instance.id);
       runtime.pendingMarker = marker;
+      // Guard the marker before the first process exists: a SIGKILL between spawn and the full record must not
+      // leave an untracked tree (pid 0 = marker proof only, until the root is known).
+      await sentinel?.track({ instanceId: instance.id, marker, root: { pid: 0, startTime: undefined } });
       try {
         const handle = await launch({
           instanceId: instance.id,
           command: instance.command,
           args: instance.args,
           cwd: instance.cwd,
-          env: instance.env,
+          env: { ...instance.env, [STATE_DIR_VARIABLE]: config.stateDir },
           marker,
           logger: runtime.logger,
           onRolesChanged: (roles) => {
@@ -238,6 +241,9 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
           marker,
           startedAt: Date.now(),
         };
+      } catch (error) {
+        if (runtime.handle?.marker !== marker) await sentinel?.untrack(marker);
+        throw error;
       } finally {
         runtime.pendingMarker = undefined;
       }
@@ -320,7 +326,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
 
   const reapOrphans = fromPromise<unknown, EmergencyInput>(async () => {
     if (registry === undefined) return { entries: 0 };
-    const report = await reapLeftovers({ registry, instanceIds: runtimes.keys(), liveMarkers: liveMarkers(), graceMs: 1000 });
+    const report = await reapLeftovers({ registry, instanceIds: runtimes.keys(), liveMarkers: liveMarkers(), graceMs: 1000, stateDir: config.stateDir });
     publish({ type: 'reap', at: Date.now(), report });
     return { reaped: report.entries.filter((entry) => entry.action === 'reaped').length, survivors: report.survivors.length };
   });
@@ -386,7 +392,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       if (lock.takenOverFrom !== undefined) logger.warn({ previous: lock.takenOverFrom }, 'took over a stale supervisor lock');
       try {
         registry = await Registry.open(config.stateDir);
-        const reaped = await reapLeftovers({ registry, instanceIds: runtimes.keys() });
+        const reaped = await reapLeftovers({ registry, instanceIds: runtimes.keys(), stateDir: config.stateDir });
         const acted = reaped.entries.filter((entry) => entry.action === 'reaped');
         if (reaped.entries.length > 0) publish({ type: 'reap', at: Date.now(), report: reaped });
         if (acted.length > 0) logger.warn({ trees: acted.length, survivors: reaped.survivors.length }, 'reaped what an earlier run left');
@@ -434,6 +440,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
           profile: { cwd: runtime.config.cwd, command: runtime.config.command },
         })),
       liveMarkers,
+      stateDir: config.stateDir,
       onTable: (table) => {
         for (const runtime of runtimes.values()) runtime.handle?.identify(table);
       },
@@ -538,22 +545,31 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     };
   };
 
-  const start = async (id: string): Promise<InstanceStatus> => {
+  // Sends `command` and waits for running; rejects when the attempt ends crashed/failed/idle, or is refused.
+  const driveToRunning = async (id: string, command: 'START' | 'RESTART'): Promise<InstanceStatus> => {
     const runtime = runtimeOf(id);
     await ready();
     let refused: string | undefined;
     const offRefused = actor.on('COMMAND_REFUSED', (event) => {
-      if (event.command === 'START' && (event.id === id || event.id === null)) refused = event.reason;
+      if (event.command === command && (event.id === id || event.id === null)) refused = event.reason;
     });
-    actor.send({ type: 'START', id });
+    // Where the instance stood before the command: a crashed instance in backoff is already on its way back.
+    const initial = topState((instanceActor(id)?.getSnapshot() as { value: unknown } | undefined)?.value ?? 'idle');
+    actor.send({ type: command, id });
     try {
       return await waitForInstance(
         id,
-        (snapshot) => (topState(snapshot.value) === 'running' ? statusOf(id) : undefined),
+        (snapshot, seen) => {
+          if (topState(snapshot.value) !== 'running') return undefined;
+          // A restart of a running instance must have gone through stopping: the old tree confirmed dead.
+          if (command === 'RESTART' && initial === 'running' && !seen.has('stopping')) return undefined;
+          return statusOf(id);
+        },
         (snapshot, seen) => {
           const state = topState(snapshot.value);
-          if (refused !== undefined) return new StartError(id, state, refused);
-          if (state === 'crashed' || state === 'failed') {
+          if (refused !== undefined) return new CommandRefusedError(id, command, refused);
+          const attempted = seen.has('spawning') || initial !== 'crashed';
+          if ((state === 'crashed' && attempted) || state === 'failed') {
             if (runtime.refusal !== undefined) {
               // Refused before anything was spawned: retrying cannot help, so stand down and say why.
               actor.send({ type: 'STOP', id });
@@ -561,7 +577,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
             }
             return new StartError(id, state, snapshot.context.lastError ?? 'the tree exited');
           }
-          if (state === 'idle' && seen.has('stopping')) return new StartError(id, state, 'stopped before it became healthy');
+          if (state === 'idle' && (seen.has('stopping') || seen.has('spawning'))) return new StartError(id, state, 'stopped before it became healthy');
           return undefined;
         },
       );
@@ -569,6 +585,8 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       offRefused.unsubscribe();
     }
   };
+
+  const start = (id: string): Promise<InstanceStatus> => driveToRunning(id, 'START');
 
   const stop = async (id: string, stopOptions: { timeoutMs?: number } = {}): Promise<MachineReport> => {
     runtimeOf(id);
@@ -587,20 +605,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     );
   };
 
-  const restart = async (id: string): Promise<InstanceStatus> => {
-    runtimeOf(id);
-    await ready();
-    actor.send({ type: 'RESTART', id });
-    return waitForInstance(
-      id,
-      (snapshot, seen) => (seen.has('stopping') && topState(snapshot.value) === 'running' ? statusOf(id) : undefined),
-      (snapshot) => {
-        const state = topState(snapshot.value);
-        if (state === 'crashed' || state === 'failed') return new StartError(id, state, snapshot.context.lastError ?? 'the tree exited');
-        return undefined;
-      },
-    );
-  };
+  const restart = (id: string): Promise<InstanceStatus> => driveToRunning(id, 'RESTART');
 
   const shutdown = (): Promise<ShutdownReport> => {
     shutdownPromise ??= (async () => {

@@ -42,8 +42,12 @@ export interface AuditReport {
   thresholds: { warning: CountLimit; critical: CountLimit; source: 'config' | 'defaults' };
   /** Live launches of the live supervisor holding the state directory. */
   owned: MarkerGroup[];
-  /** Ours, from an earlier run or launch: exactly what `warden reap` would kill. */
-  stale: Array<MarkerGroup & { source: 'registry' | 'stale-marker' }>;
+  /**
+   * Ours, from an earlier run or launch: exactly what `warden reap` would kill. `parent` is the live parent of the
+   * group's top process when that parent is not in the group: a leftover's parent is init (or a subreaper); a
+   * node parent may be a live supervisor using another state dir (said, never decided on).
+   */
+  stale: Array<MarkerGroup & { source: 'registry' | 'stale-marker'; parent: { pid: number; name: string } | null }>;
   /** Warden markers of instance ids this audit does not manage: reported, never counted, never reaped. */
   unmanaged: MarkerGroup[];
   /** Look like a WebUI, carry no marker: never Warden's to kill. */
@@ -93,7 +97,13 @@ export async function audit(target: Target, extraIds: readonly string[] = []): P
   const rows = (entry: ReapEntry): ListedProcess[] => entry.found.map((found) => row(table, found));
   const stale = dryRun.entries
     .filter((entry) => entry.action === 'would-reap')
-    .map((entry) => ({ instanceId: entry.instanceId, marker: entry.marker, source: entry.source as 'registry' | 'stale-marker', processes: rows(entry) }));
+    .map((entry) => ({
+      instanceId: entry.instanceId,
+      marker: entry.marker,
+      source: entry.source as 'registry' | 'stale-marker',
+      processes: rows(entry),
+      parent: parentOutside(table, entry.found.map((found) => found.pid)),
+    }));
   const unmanaged = dryRun.entries
     .filter((entry) => entry.action === 'left-alone')
     .map((entry) => ({ instanceId: entry.instanceId || (parseMarker(entry.marker)?.instanceId ?? '?'), marker: entry.marker, processes: rows(entry) }));
@@ -157,6 +167,15 @@ export function judge(
   return { level: 'ok', reason: `python ${counts.python}, shell ${counts.shell}, nothing stale` };
 }
 
+// The live parent of a group's top process, when it is not a member itself.
+function parentOutside(table: ProcessTable, pids: number[]): { pid: number; name: string } | null {
+  const members = new Set(pids);
+  const top = pids.map((pid) => table.processes.get(pid)).find((info) => info !== undefined && !members.has(info.ppid));
+  if (top === undefined) return null;
+  const parent = table.processes.get(top.ppid);
+  return parent === undefined ? null : { pid: parent.pid, name: parent.name };
+}
+
 // A reap entry's process (or a look-alike) as a report row, from the table it was found in.
 function row(table: ProcessTable, found: { pid: number; name: string; role: ListedProcess['role'] }): ListedProcess {
   const info = table.processes.get(found.pid);
@@ -183,8 +202,14 @@ function printAudit(out: Output, report: AuditReport): void {
   for (const problem of report.problems) out.line(style.yellow(`  note: ${problem}`));
 
   section(out, `Owned by the live supervisor`, report.owned, (group) => group.processes);
-  section(out, `Stale: ours, left by an earlier run (\`warden reap\` kills these)`, report.stale, (group) => group.processes, (group) => ` [${group.source}]`);
-  section(out, `Unmanaged: Warden markers of other instance ids (left alone)`, report.unmanaged, (group) => group.processes);
+  section(
+    out,
+    `Stale: ours, left by an earlier run (\`warden reap\` kills these)`,
+    report.stale,
+    (group) => group.processes,
+    (group) => ` [${group.source}${group.parent === null ? '' : `, parent ${group.parent.pid} ${group.parent.name}`}]`,
+  );
+  section(out, `Unmanaged: Warden markers of other instance ids (left alone)`, report.unmanaged, (group) => group.processes, undefined, true);
   out.line('');
   out.line(style.bold(`Foreign look-alikes: not started by Warden, never killed by it (${report.foreign.length})`));
   if (report.foreign.length === 0) out.line(style.dim('  none'));
@@ -202,6 +227,7 @@ function section<T extends MarkerGroup>(
   groups: T[],
   processes: (group: T) => ListedProcess[],
   suffix: (group: T) => string = () => '',
+  compact = false,
 ): void {
   const count = groups.reduce((sum, group) => sum + processes(group).length, 0);
   out.line('');
@@ -209,6 +235,10 @@ function section<T extends MarkerGroup>(
   if (groups.length === 0) out.line(out.style.dim('  none'));
   for (const group of groups) {
     out.line(`  ${group.instanceId}  marker ${group.marker}${suffix(group)}  ${plural(processes(group).length, 'process', 'processes')}`);
+    if (compact) {
+      out.line(out.style.dim(`           ${processes(group).map((entry) => `${entry.pid} ${entry.name}`).join(', ')}`));
+      continue;
+    }
     for (const entry of processes(group)) out.line(`  ${String(entry.pid).padStart(7)}  ${entry.role.padEnd(6)}  ${entry.command}`);
   }
 }

@@ -1,7 +1,7 @@
 // `warden demo`: supervises the bundled fake WebUI through a crash, a runaway and a shutdown, and proves nothing is left.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, mkdirSync, mkdtempSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -33,6 +33,8 @@ interface Planted {
 }
 
 const WAIT_MS = 20_000;
+/** What the demo copies from examples/fake-webui into its own install dir. */
+const FAKE_FILES = ['webui.sh', 'launch.py', 'worker.py'];
 
 // Runs the story; resolves with the exit code (0 only when nothing of the demo is left anywhere).
 export async function demoCommand(options: DemoOptions): Promise<number> {
@@ -59,20 +61,23 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
   const workers = options.workers ?? 4;
   const runawayCount = options.runaway ?? 12;
   const root = mkdtempSync(join(tmpdir(), 'warden-demo-'));
+  // The WebUI's own "install dir": a copy of the fake, so no other run of examples/fake-webui (a test, a second
+  // demo) looks like this instance to the start-time look-alike check, and the config reads like a real one.
   const workDir = join(root, 'webui');
   mkdirSync(workDir);
+  for (const file of FAKE_FILES) {
+    copyFileSync(join(fake, file), join(workDir, file));
+    chmodSync(join(workDir, file), file.endsWith('.md') ? 0o644 : 0o755);
+  }
   const stateDir = join(root, 'state');
   const port = await freePort();
-  const script = join(fake, 'webui.sh');
-  const direct = isExecutable(script);
   const config = {
     stateDir,
     instances: [
       {
         id,
-        // The script itself, as a real config names it; through bash if a copy lost its executable bit.
-        command: direct ? script : 'bash',
-        args: [...(direct ? [] : [script]), '--port', String(port), '--workers', String(workers)],
+        command: './webui.sh',
+        args: ['--port', String(port), '--workers', String(workers)],
         cwd: workDir,
         // webui.sh's python_cmd: the interpreter itself, so a version-manager shim (a bash script) never shows up in the counts.
         env: { FAKE_WEBUI_STATE_DIR: workDir, python_cmd: python },
@@ -87,6 +92,14 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
   };
   const supervisor = createSupervisor(config, { baseDir: root });
   const story = new Story(supervisor, out, origin, id, options.json !== true);
+  let shutdownAnnounced = false;
+  const announceShutdown = (): void => {
+    if (shutdownAnnounced) return;
+    shutdownAnnounced = true;
+    step(4, 'Shutdown', 'stop the watchdog, stop every instance (confirmed), release the lock');
+  };
+  // A shutdown asked for through the API (--keep-running) begins before the story's step 4: say so first.
+  story.onShutdownBegins = announceShutdown;
   const steps: Array<{ step: number; title: string; atMs: number }> = [];
   const planted: Planted[] = [];
   const plantedMarker = `${id}:${randomBytes(8).toString('hex')}`;
@@ -129,7 +142,9 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
   say(`WebUI (bash webui.sh → python3 launch.py → ${workers} workers; no GPU, no model) through a crash, a runaway and a shutdown.`);
   say();
   say(`  instance   ${style.cyan(id)}  (marker ${MARKER_VARIABLE}=${id}:<token>)`);
-  say(`  command    ${direct ? '' : 'bash '}${relative(process.cwd(), script) || script} --port ${port} --workers ${workers}`);
+  say(`  command    ./webui.sh --port ${port} --workers ${workers}`);
+  const shown = relative(process.cwd(), fake);
+  say(`  in         ${workDir}  (a copy of ${shown === '' || shown.startsWith('..') ? fake : shown})`);
   say(`  state dir  ${stateDir}`);
 
   try {
@@ -168,11 +183,12 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
       step(3, 'Runaway', 'skipped: finding strays by marker needs /proc (Linux)');
     } else {
       step(3, 'Runaway', `${runawayCount} stray Python processes carrying a stale marker of ${id}, outside its tree`);
-      // Right after a sample, so all of them exist before the next one looks.
+      // One synchronous loop: spawn() returns once the child has exec'd (its marker is readable), and the sampler
+      // runs on this event loop, so no sample can see only some of them.
       await story.waitFor((event) => event.type === 'sample', story.mark(), 'a process-table sample');
       const beforeRunaway = story.mark();
       story.watchStale = true;
-      for (let index = 0; index < runawayCount; index += 1) planted.push(plant(python, fake, workDir, plantedMarker, index));
+      for (let index = 0; index < runawayCount; index += 1) planted.push(plant(python, workDir, plantedMarker, index));
       detail(
         `injected ${runawayCount} × python3 worker.py with ${MARKER_VARIABLE}=${plantedMarker} (pids ${pidList(planted.map((entry) => entry.pid), 4)}),`,
       );
@@ -223,7 +239,7 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
   }
 
   // ── 4. shutdown (always, also after a failure or Ctrl-C) ─────────────────────────────────────────────────
-  step(4, 'Shutdown', 'stop the watchdog, stop every instance (confirmed), release the lock');
+  announceShutdown();
   const shutdown = await supervisor.shutdown();
   await server?.close().catch(() => undefined);
   process.off('SIGINT', onSignal);
@@ -287,6 +303,8 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
 /** The story's view of the supervisor's events: recorded, printed live, waited on. */
 class Story {
   watchStale = false;
+  /** Called once, before the first line about an instance stopping for shutdown. */
+  onShutdownBegins: (() => void) | undefined;
   readonly aborted: Promise<never>;
   private readonly recorded: WardenEvent[] = [];
   private readonly waiters = new Set<() => void>();
@@ -321,6 +339,12 @@ class Story {
           `${out.style.dim(stamp(origin))} ${out.style.bold('sampler'.padEnd(Math.max(8, id.length)))} ` +
             `${counts.stale} stale processes (marker ${markers}, no live launch) → python ${counts.python} · shell ${counts.shell} · total ${counts.total}`,
         );
+      }
+      if (event.type === 'transition' && event.to === 'stopping' && event.from !== 'stopping') {
+        if (supervisor.status().instances.find((instance) => instance.id === event.instance)?.stopReason === 'shutdown') {
+          this.onShutdownBegins?.();
+          this.onShutdownBegins = undefined;
+        }
       }
       print(event);
       for (const waiter of [...this.waiters]) waiter();
@@ -449,14 +473,14 @@ async function serverKill(port: number): Promise<string> {
 }
 
 // Starts one stray: `python3 worker.py` with a stale marker, in its own session, as an earlier run would leave it.
-function plant(python: string, fake: string, cwd: string, marker: string, index: number): Planted {
+function plant(python: string, cwd: string, marker: string, index: number): Planted {
   const env: NodeJS.ProcessEnv = { ...process.env, [MARKER_VARIABLE]: marker };
   // PROCESS LIFECYCLE: creates a subprocess
   // Parent tracking: pid + start time recorded here; the stale marker in its environment.
   // Cleanup handled by: the supervisor (stale-marker reaping and the emergency reap); killPlanted() at the end of
   //   the demo for any the story did not get to (pid + start time + marker re-checked before the signal).
   // Known risks: none beyond the demo's lifetime; the marker's instance id is unique to this demo run.
-  const child = spawn(python, [join(fake, 'worker.py'), '--index', String(100 + index)], { cwd, env, detached: true, stdio: 'ignore' });
+  const child = spawn(python, [join(cwd, 'worker.py'), '--index', String(100 + index)], { cwd, env, detached: true, stdio: 'ignore' });
   child.unref();
   const pid = child.pid;
   if (pid === undefined) throw new CliError('could not start python3 for the runaway step');
@@ -521,13 +545,4 @@ function freePort(): Promise<number> {
       server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
     });
   });
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -73,12 +73,14 @@ export function createEventPrinter(supervisor: Supervisor, out: Output, options:
       case 'reap': {
         const { report } = event;
         const acted = report.entries.filter((entry) => entry.action === 'reaped' || entry.action === 'nothing-left');
+        const alone = report.entries.filter((entry) => entry.action === 'left-alone').length;
+        const others = alone === 0 ? '' : ` (${plural(alone, 'marker')} of other instance ids left alone)`;
         if (acted.length === 0) {
-          out.line(`${at()} ${system('reap')} nothing (else) left to reap`);
+          out.line(`${at()} ${system('reap')} nothing of ours left to reap${others}`);
           return;
         }
         const killed = acted.reduce((sum, entry) => sum + entry.killed.length, 0);
-        out.line(`${at()} ${system('reap')} ${plural(acted.length, 'leftover launch', 'leftover launches')}: ${plural(killed, 'process', 'processes')} killed, survivors ${report.survivors.length}`);
+        out.line(`${at()} ${system('reap')} ${plural(acted.length, 'leftover launch', 'leftover launches')}: ${plural(killed, 'process', 'processes')} killed, survivors ${report.survivors.length}${others}`);
         return;
       }
       case 'alert':

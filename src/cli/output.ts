@@ -31,8 +31,29 @@ function wantsColour(stream: NodeJS.WriteStream): boolean {
   return stream instanceof WriteStream && stream.isTTY && process.env.TERM !== 'dumb';
 }
 
+/** Streams whose reader went away (`warden demo | head`): further writes are dropped, the command carries on. */
+const closed = new WeakSet<NodeJS.WriteStream>();
+const guarded = new WeakSet<NodeJS.WriteStream>();
+
+// A closed pipe must never crash a command halfway: the demo still has processes to stop and prove dead.
+function guard(stream: NodeJS.WriteStream): void {
+  if (guarded.has(stream)) return;
+  guarded.add(stream);
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') closed.add(stream);
+    else throw error;
+  });
+}
+
+function write(stream: NodeJS.WriteStream, text: string): void {
+  if (closed.has(stream) || stream.destroyed) return;
+  stream.write(text);
+}
+
 // The output of one command run.
 export function createOutput(stdout: NodeJS.WriteStream = process.stdout, stderr: NodeJS.WriteStream = process.stderr): Output {
+  guard(stdout);
+  guard(stderr);
   const colour = wantsColour(stdout);
   const style: Styles = colour
     ? { bold: ansi(1, 22), dim: ansi(2, 22), red: ansi(31, 39), green: ansi(32, 39), yellow: ansi(33, 39), cyan: ansi(36, 39) }
@@ -40,9 +61,9 @@ export function createOutput(stdout: NodeJS.WriteStream = process.stdout, stderr
   return {
     tty: stdout.isTTY === true,
     style,
-    line: (text = '') => void stdout.write(`${text}\n`),
-    note: (text) => void stderr.write(`${text}\n`),
-    json: (value) => void stdout.write(`${JSON.stringify(value)}\n`),
+    line: (text = '') => write(stdout, `${text}\n`),
+    note: (text) => write(stderr, `${text}\n`),
+    json: (value) => write(stdout, `${JSON.stringify(value)}\n`),
   };
 }
 

@@ -95,9 +95,13 @@ function printEntry(out: Output, entry: ReapEntry): void {
   const why = {
     registry: 'registry record',
     'stale-marker': 'stale marker',
-    unmanaged: `not managed here (pass --config or --instance ${entry.instanceId} to reap it)`,
+    unmanaged: 'instance id not managed here: it may belong to another supervisor',
   }[entry.source];
   out.line(`${label}  ${entry.instanceId}  marker ${entry.marker}  [${why}]`);
+  if (entry.action === 'left-alone') {
+    out.line(style.dim(`            ${plural(entry.found.length, 'process', 'processes')}: ${entry.found.map((found) => `${found.pid} ${found.name}`).join(', ')}`));
+    return;
+  }
   if (entry.action === 'nothing-left') {
     out.line(style.dim('            its tree is already gone; the record was dropped'));
     return;

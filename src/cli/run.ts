@@ -46,8 +46,9 @@ export async function runCommand(options: RunOptions): Promise<number> {
   if (json && inspector !== undefined) out.json({ type: 'inspector', url: inspector.url });
 
   const enteredAt = new Map<string, number>();
-  const stateFiles = { stateDir: config.stateDir, serverUrl: undefined as string | undefined };
+  const stateFiles = { stateDir: config.stateDir, serverUrl: undefined as string | undefined, shuttingDown: false };
   follow(supervisor, out, origin, json, enteredAt, () => {
+    stateFiles.shuttingDown = true;
     // The supervisor's signal handler exits right after this: no time for the server's async close, so drop
     // server.json now (only if it is still ours), or `warden status` would find a dead server.
     if (stateFiles.serverUrl !== undefined) removeServerFileSync(stateFiles.stateDir, stateFiles.serverUrl);
@@ -80,12 +81,21 @@ export async function runCommand(options: RunOptions): Promise<number> {
 
   const progress = setInterval(() => reportWaiting(supervisor, out, origin, json, enteredAt), out.tty ? PROGRESS_TTY_MS : PROGRESS_PLAIN_MS);
   progress.unref();
+  // Only noted here: the supervisor's own handler (handleSignals) runs the shutdown.
+  const noteSignal = (): void => {
+    stateFiles.shuttingDown = true;
+  };
+  process.prependListener('SIGINT', noteSignal);
+  process.prependListener('SIGTERM', noteSignal);
   const results = await Promise.allSettled(config.instances.map((instance) => supervisor.start(instance.id)));
+  // A signal during the start: shutdown is under way and says for itself what happened.
+  if (stateFiles.shuttingDown) return new Promise<number>(() => undefined);
   results.forEach((result, index) => {
     const id = config.instances[index]?.id ?? '?';
     if (result.status === 'fulfilled') return;
     const state = supervisor.status().instances.find((instance) => instance.id === id)?.state ?? '?';
-    const line = `${id} did not start: ${describeError(result.reason).join('; ')}`;
+    const reason = describeError(result.reason).join('; ');
+    const line = reason.includes(`"${id}"`) ? reason : `"${id}" did not start: ${reason}`;
     if (json) out.json({ type: 'start-failed', instance: id, state, error: line });
     else out.note(`warden: ${line}${state === 'crashed' || state === 'spawning' ? ' (its restart policy keeps trying)' : ''}`);
   });

@@ -1,5 +1,7 @@
 // Reaping what earlier runs left: every registry record, then every stale marker of an instance we manage.
 import { collectOwned, findMarked, parseMarker } from './ownership.js';
+import { readEnvironVariable } from './procfs.js';
+import { STATE_DIR_VARIABLE } from './types.js';
 import type { CollectOptions, OwnedProcess, OwnerRecord } from './ownership.js';
 import type { Registry } from './registry.js';
 import { classifyRole } from './roles.js';
@@ -23,6 +25,11 @@ export interface ReapOptions {
   readTable?: () => Promise<ProcessTable>;
   /** Marker reader (tests and other platforms); defaults to /proc/PID/environ. */
   readMarker?: CollectOptions['readMarker'];
+  /**
+   * The state directory of the supervisor reaping. When set, a stale marker counts as managed only if its carrier
+   * was launched from this directory (`WARDEN_STATE_DIR`); another directory's trees are left alone.
+   */
+  stateDir?: string;
   /** How many trees are stopped at once. Default 4. */
   concurrency?: number;
 }
@@ -110,7 +117,7 @@ export async function reapLeftovers(options: ReapOptions): Promise<ReapReport> {
   }
   const fromMarkers = await mapLimit([...byMarker], concurrency, async ([marker, members]): Promise<ReapEntry> => {
     const instanceId = parseMarker(marker)?.instanceId ?? '';
-    const isManaged = managed.has(instanceId);
+    const isManaged = managed.has(instanceId) && fromThisStateDir(members, options.stateDir);
     const owner = staleOwner(instanceId, marker, members);
     // Managed: what terminate would take (the carriers plus their unmarked descendants). Unmanaged: just the carriers.
     const found = (isManaged ? collectOwned(owner, table, collectOptions) : []).map(foundProcess);
@@ -133,6 +140,12 @@ export async function reapLeftovers(options: ReapOptions): Promise<ReapReport> {
   const entries = [...fromRegistry, ...fromMarkers];
   const survivors = entries.flatMap((entry) => entry.survivors.map((survivor) => ({ ...survivor, marker: entry.marker })));
   return { dryRun, entries, survivors, durationMs: performance.now() - started };
+}
+
+// Whether the marker's carriers were launched by a supervisor of `stateDir` (always true when none is given).
+function fromThisStateDir(members: ProcessInfo[], stateDir: string | undefined): boolean {
+  if (stateDir === undefined) return true;
+  return members.some((info) => readEnvironVariable(info.pid, STATE_DIR_VARIABLE) === stateDir);
 }
 
 // An owner record for a stale marker: rooted at its oldest carrier, so the marker proof (started no earlier than

@@ -66,7 +66,8 @@ function parseMessage(line: string): SentinelMessage | string {
   const root = record?.root;
   if (typeof record?.instanceId !== 'string' || typeof record.marker !== 'string' || record.marker === '') return 'track: record needs instanceId and marker';
   // pid 1 and below are never anyone's tree; terminate's ownership proofs also refuse them.
-  if (typeof root?.pid !== 'number' || !Number.isInteger(root.pid) || root.pid <= 1) return 'track: record.root.pid must be a pid above 1';
+  // root.pid 0: a launch about to happen, guarded by its marker alone until the real root is known.
+  if (typeof root?.pid !== 'number' || !Number.isInteger(root.pid) || (root.pid !== 0 && root.pid <= 1)) return 'track: record.root.pid must be 0 (not spawned yet) or a pid above 1';
   if (record.pgid !== undefined && record.pgid !== null && (typeof record.pgid !== 'number' || record.pgid <= 1)) return 'track: record.pgid must be a pid above 1';
   return {
     type: 'track',

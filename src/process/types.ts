@@ -44,3 +44,9 @@ export type ProcessRole = 'shell' | 'python' | 'other';
 
 /** The per-instance environment marker, `WARDEN_INSTANCE=<id>:<token>`. */
 export const MARKER_VARIABLE = 'WARDEN_INSTANCE';
+
+/**
+ * The state directory of the supervisor that launched a tree, handed down beside the marker. A marker proves
+ * "some Warden"; this proves "this Warden": stale processes are reaped only by the supervisor of the same directory.
+ */
+export const STATE_DIR_VARIABLE = 'WARDEN_STATE_DIR';

@@ -6,6 +6,7 @@ import { HttpError } from './respond.js';
 
 /** The commands `POST /api/instances/:id/:action` accepts. */
 export const INSTANCE_ACTIONS = ['start', 'stop', 'restart', 'reset'] as const;
+/** One of INSTANCE_ACTIONS. */
 export type InstanceAction = (typeof INSTANCE_ACTIONS)[number];
 
 /** How a command is run: `wait` answers with the result instead of 202; `timeoutMs` bounds a waited stop. */

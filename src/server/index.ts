@@ -12,6 +12,7 @@ import type { RouteContext } from './routes.js';
 import { removeServerFile, writeServerFile } from './server-file.js';
 import { loadOrCreateToken } from './token.js';
 
+// Where `warden status` looks: <stateDir>/server.json and <stateDir>/token.
 export { serverFilePath } from './server-file.js';
 export type { ServerFile } from './server-file.js';
 export { tokenPath } from './token.js';

@@ -27,11 +27,12 @@ export interface RouteContext {
 
 type Handler = (req: IncomingMessage, res: ServerResponse, url: URL, params: string[]) => Promise<void> | void;
 
+/** A path and its handlers. Everything under /api needs the token (checked before routing); nothing else does. */
 interface Route {
   pattern: RegExp;
   methods: Partial<Record<'GET' | 'POST', Handler>>;
-  /** Routes under /api need the token; `/metrics` and the dashboard do not. */
-  auth: boolean;
+  /** HEAD is answered wherever GET is, except on streams. */
+  noHead?: boolean;
 }
 
 const INSTANCE_ROUTE = new RegExp(`^/api/instances/([^/]+)/(${INSTANCE_ACTIONS.join('|')})$`);
@@ -56,16 +57,17 @@ async function noBody(req: IncomingMessage): Promise<void> {
 function routesOf(ctx: RouteContext): Route[] {
   const { supervisor } = ctx;
   return [
-    { pattern: /^\/api\/status$/, auth: true, methods: { GET: (_req, res) => sendJson(res, 200, supervisor.status()) } },
-    { pattern: /^\/api\/config$/, auth: true, methods: { GET: (_req, res) => sendJson(res, 200, publicConfig(supervisor)) } },
+    { pattern: /^\/api\/status$/, methods: { GET: (_req, res) => sendJson(res, 200, supervisor.status()) } },
+    { pattern: /^\/api\/config$/, methods: { GET: (_req, res) => sendJson(res, 200, publicConfig(supervisor)) } },
     {
       pattern: /^\/api\/events$/,
-      auth: true,
+     
+      noHead: true,
       methods: { GET: (req, res, url) => ctx.hub.attach(req, res, lastEventId(req, url)) },
     },
     {
       pattern: INSTANCE_ROUTE,
-      auth: true,
+     
       methods: {
         POST: async (req, res, url, [rawId = '', action = '']) => {
           let id: string;
@@ -83,7 +85,7 @@ function routesOf(ctx: RouteContext): Route[] {
     },
     {
       pattern: /^\/api\/reset$/,
-      auth: true,
+     
       methods: {
         POST: async (req, res) => {
           await noBody(req);
@@ -94,7 +96,7 @@ function routesOf(ctx: RouteContext): Route[] {
     },
     {
       pattern: /^\/api\/shutdown$/,
-      auth: true,
+     
       methods: {
         POST: async (req, res) => {
           await noBody(req);
@@ -105,7 +107,7 @@ function routesOf(ctx: RouteContext): Route[] {
     },
     {
       pattern: /^\/metrics$/,
-      auth: false,
+     
       methods: {
         GET: async (_req, res) => {
           const text = await ctx.metrics.render();
@@ -164,7 +166,7 @@ export function createRequestHandler(ctx: RouteContext): (req: IncomingMessage, 
       const match = route.pattern.exec(url.pathname);
       if (match === null) continue;
       const handler = route.methods[method as 'GET' | 'POST'];
-      const allowed = Object.keys(route.methods).flatMap((name) => (name === 'GET' && route.pattern.source !== '^\\/api\\/events$' ? ['GET', 'HEAD'] : [name]));
+      const allowed = Object.keys(route.methods).flatMap((name) => (name === 'GET' && route.noHead !== true ? ['GET', 'HEAD'] : [name]));
       if (handler === undefined || (req.method === 'HEAD' && !allowed.includes('HEAD'))) {
         throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname}; use ${allowed.join(' or ')}.`, {}, { allow: allowed.join(', ') });
       }

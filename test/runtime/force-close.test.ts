@@ -1,6 +1,7 @@
 // A controller that dies without its shutdown (SIGKILL) leaves nothing behind: the sentinel, then the registry.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -49,6 +50,14 @@ async function startHost(): Promise<Host> {
   return { child, id: instance.id, stateDir };
 }
 
+function readLog(stateDir: string): string {
+  try {
+    return readFileSync(join(stateDir, 'sentinel.log'), 'utf8');
+  } catch (error) {
+    return String(error);
+  }
+}
+
 // The sentinel of a state directory: the process whose argv names that directory's sentinel.log.
 function sentinelOf(stateDir: string): { pid: number; startTime: number | undefined } | undefined {
   const table = snapshotProcSync(true);
@@ -74,7 +83,9 @@ describe('force close', () => {
           await new Promise((resolveTick) => setTimeout(resolveTick, 5));
         }
         times.push(performance.now() - killedAt);
-        expect(pidsOfInstance(host.id)).toEqual([]);
+        const left = pidsOfInstance(host.id);
+        if (left.length > 0) console.log(`survivors ${left.join(' ')}; sentinel log:\n${readLog(host.stateDir)}`);
+        expect(left).toEqual([]);
       }
     }
     times.sort((a, b) => a - b);

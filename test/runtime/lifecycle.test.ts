@@ -57,7 +57,7 @@ describe('supervisor lifecycle', () => {
   }, 120_000);
 
   test('a lost connection (hung WebUI) is answered by a restart whose old tree is confirmed dead first', async () => {
-    const instance = await fakeInstance({ args: ['--workers', '1', '--hang-after', '1'] });
+    const instance = await fakeInstance({ args: ['--workers', '1', '--hang-after', '1'], health: { intervalMs: 300, timeoutMs: 300, failureThreshold: 2 } });
     const supervisor = makeSupervisor([instance]);
     const events: WardenEvent[] = [];
     supervisor.events$.subscribe((event) => {

@@ -18,14 +18,14 @@ afterEach(async () => {
 });
 
 // Plants a tree carrying a marker of `id` with a token no live launch has: what an earlier, crashed run leaves.
-async function plantLeftover(id: string, workers = 0): Promise<void> {
+async function plantLeftover(id: string, stateDir: string, workers = 0): Promise<void> {
   const dir = tempDir('warden-leftover-');
   const handle = await launch({
     instanceId: id,
     command: './webui.sh',
     args: ['--port', '0', '--workers', String(workers)],
     cwd: FAKE_WEBUI_DIR,
-    env: { FAKE_WEBUI_STATE_DIR: dir },
+    env: { FAKE_WEBUI_STATE_DIR: dir, WARDEN_STATE_DIR: stateDir },
     discoverIntervalMs: 0,
   });
   ownForCleanup(handle);
@@ -94,12 +94,13 @@ describe('the supervisor lock', () => {
 describe('leftovers of earlier runs', () => {
   test('trees an earlier run left are reaped at start, before anything is spawned', async () => {
     const instance = await fakeInstance();
-    await plantLeftover(instance.id, 1);
-    await plantLeftover(instance.id, 1);
+    const stateDir = join(tempDir('warden-state-'), 'state');
+    await plantLeftover(instance.id, stateDir, 1);
+    await plantLeftover(instance.id, stateDir, 1);
     // Two trees of bash, launch.py and a worker each.
     await waitUntil(() => pidsOfInstance(instance.id).length >= 6, 10_000);
     const leftovers = pidsOfInstance(instance.id);
-    const supervisor = makeSupervisor([instance]);
+    const supervisor = makeSupervisor([instance], { stateDir });
     const events: WardenEvent[] = [];
     supervisor.events$.subscribe((event) => events.push(event));
 
@@ -116,14 +117,15 @@ describe('leftovers of earlier runs', () => {
   test('20 runaway trees carrying our marker are detected and brought to at most one tree within 2 sample intervals', async () => {
     const instance = await fakeInstance();
     const sampleIntervalMs = 500;
-    const supervisor = makeSupervisor([instance], { watchdog: { sampleIntervalMs } });
+    const stateDir = join(tempDir('warden-state-'), 'state');
+    const supervisor = makeSupervisor([instance], { stateDir, watchdog: { sampleIntervalMs } });
     await supervisor.start(instance.id);
     const samples: Array<{ at: number; stale: number; shells: number }> = [];
     supervisor.events$.subscribe((event) => {
       if (event.type === 'sample') samples.push({ at: event.at, stale: event.sample.counts.stale, shells: event.sample.counts.shell });
     });
 
-    await Promise.all(Array.from({ length: 20 }, () => plantLeftover(instance.id)));
+    await Promise.all(Array.from({ length: 20 }, () => plantLeftover(instance.id, stateDir)));
     const planted = Date.now();
     await waitUntil(() => samples.some((sample) => sample.at > planted && sample.stale > 0), 5000);
     const firstSeen = samples.findIndex((sample) => sample.at > planted && sample.stale > 0);
@@ -138,6 +140,38 @@ describe('leftovers of earlier runs', () => {
     expect(supervisor.status().orphanedDetected).toBeGreaterThanOrEqual(20);
   }, 60_000);
 });
+
+describe('two supervisors, one instance id', () => {
+  test("a tree of the same instance id launched from another state directory is never reaped as stale", async () => {
+    const instance = await fakeInstance();
+    const otherStateDir = join(tempDir('warden-other-'), 'state');
+    await plantLeftover(instance.id, otherStateDir, 1);
+    const theirs = await settledPids(instance.id, 3);
+    const supervisor = makeSupervisor([instance], { watchdog: { sampleIntervalMs: 200 } });
+    let samples = 0;
+    supervisor.events$.subscribe((event) => {
+      if (event.type === 'sample') samples += 1;
+    });
+
+    await supervisor.start(instance.id);
+    await waitUntil(() => samples >= 3, 5000);
+
+    expect(theirs.filter((pid) => isAliveNow(pid, undefined))).toEqual(theirs);
+    expect(supervisor.status().orphanedDetected).toBe(0);
+  });
+});
+
+// The instance's marked pids once the set stops changing (pyenv's shim forks short-lived helpers while starting).
+async function settledPids(id: string, atLeast: number): Promise<number[]> {
+  let previous = '';
+  for (let round = 0; round < 100; round += 1) {
+    const now = pidsOfInstance(id).sort((a, b) => a - b);
+    if (now.length >= atLeast && now.join(' ') === previous) return now;
+    previous = now.join(' ');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+  throw new Error(`the processes of ${id} did not settle`);
+}
 
 async function waitUntil(predicate: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

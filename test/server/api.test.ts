@@ -11,6 +11,7 @@ import { startControlServer } from '../../src/server/index.js';
 import type { ControlServer, ControlServerOptions } from '../../src/server/index.js';
 import { waitFor } from '../support/processes.js';
 import { cleanupRuntime, fakeInstance, makeSupervisor } from '../support/runtime.js';
+import type { FakeInstanceOptions } from '../support/runtime.js';
 
 // ── Harness: each test owns its supervisor (test/support/runtime.ts shuts it down and kills leftovers), server, processes
 
@@ -36,8 +37,8 @@ afterEach(async () => {
 });
 
 // A supervisor of one fake WebUI (1 worker) on a free port, and a control server on port 0.
-async function setup(serverOptions: Partial<ControlServerOptions> = {}): Promise<Setup> {
-  const instance = await fakeInstance({ args: ['--workers', '1'] });
+async function setup(serverOptions: Partial<ControlServerOptions> = {}, instanceOptions: FakeInstanceOptions = {}): Promise<Setup> {
+  const instance = await fakeInstance({ ...instanceOptions, args: ['--workers', '1', ...(instanceOptions.args ?? [])] });
   // Thresholds above what one fake WebUI reaches, so no watchdog alert interrupts a test.
   supervisor = makeSupervisor([instance], { watchdog: { warning: { python: 8, shell: 8 }, critical: { python: 16, shell: 16 } } });
   const stateDir = supervisor.config.stateDir;
@@ -225,6 +226,8 @@ describe('control API', () => {
     expect(wrongMethod.headers.allow).toBe('POST');
     expect((await call(`${base}/api/status`, { method: 'DELETE', headers: auth(token) })).status).toBe(405);
     expect((await call(`${base}/`, { method: 'POST' })).status).toBe(405);
+    expect((await call(`${base}/api/status`, { method: 'HEAD', headers: auth(token) })).status).toBe(200);
+    expect((await call(`${base}/api/events`, { method: 'HEAD', headers: auth(token) })).status).toBe(405);
 
     const malformed = await post(`/api/instances/${id}/start`, '{"wait": tru');
     expect(malformed.status).toBe(400);
@@ -271,6 +274,22 @@ describe('control API', () => {
     const reset = await call(`${base}/api/instances/${id}/reset`, { method: 'POST', headers: auth(token) });
     expect(reset.status).toBe(200);
     expect(reset.json.instance.state).toBe('running');
+  });
+
+  test('a crashed instance is relaunched at once by start or restart, skipping its backoff', async () => {
+    // Crashes 1.5 s after each launch; the 60 s backoff would keep it down for the rest of the test.
+    const { base, id, server: { token } } = await setup({}, { args: ['--crash-after', '1.5'], restart: { baseDelayMs: 60_000, maxDelayMs: 60_000 } });
+    const state = async (): Promise<string> => (await call(`${base}/api/status`, { headers: auth(token) })).json.instances[0].state;
+    expect((await call(`${base}/api/instances/${id}/start?wait=1`, { method: 'POST', headers: auth(token) })).status).toBe(200);
+    await waitFor(async () => (await state()) === 'crashed', 10_000, 'the crash');
+
+    const restarted = await call(`${base}/api/instances/${id}/restart?wait=1`, { method: 'POST', headers: auth(token) });
+    expect(restarted.status).toBe(200);
+    expect(restarted.json.instance.state).toBe('running');
+    await waitFor(async () => (await state()) === 'crashed', 10_000, 'the second crash');
+    const started = await call(`${base}/api/instances/${id}/start?wait=1`, { method: 'POST', headers: auth(token) });
+    expect(started.status).toBe(200);
+    expect(started.json.instance.state).toBe('running');
   });
 
   test('a start refused because the port already answers is a 409 PORT_IN_USE', async () => {

@@ -63,7 +63,8 @@ export async function fakeInstance(options: FakeInstanceOptions = {}): Promise<R
     args: ['--port', String(port), ...(options.args ?? [])],
     env: { FAKE_WEBUI_STATE_DIR: cwd, ...options.env },
     ...(options.health !== false && {
-      health: { url: `http://127.0.0.1:${port}/internal/ping`, intervalMs: 200, timeoutMs: 150, failureThreshold: 2, ...options.health },
+      // Generous enough for a loaded CI machine: a slow answer must not read as a hung WebUI.
+      health: { url: `http://127.0.0.1:${port}/internal/ping`, intervalMs: 1000, timeoutMs: 1000, failureThreshold: 3, ...options.health },
     }),
     startupTimeoutMs: options.startupTimeoutMs ?? 15_000,
     stopGraceMs: options.stopGraceMs ?? 2000,

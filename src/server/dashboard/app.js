@@ -177,8 +177,14 @@
         return scheduleRefresh();
       case 'bundle':
         return log(event.at, 'supervisor', `diagnostic bundle written to ${event.path}`, 'info');
-      case 'reap':
-        return log(event.at, 'supervisor', `reaped ${event.report.entries.length} leftover launch(es) of an earlier run`, 'warning');
+      case 'reap': {
+        const count = (action) => event.report.entries.filter((entry) => entry.action === action).length;
+        const reaped = count('reaped');
+        const alone = count('left-alone');
+        if (reaped) log(event.at, 'supervisor', `reaped ${reaped} launch(es) an earlier run left behind`, 'warning');
+        if (alone) log(event.at, 'supervisor', `left ${alone} marked tree(s) of other supervisors alone`, 'info');
+        return undefined;
+      }
       case 'stale-reaped':
         return log(event.at, event.instance, `reaped ${event.pids.length} stale process(es) (${event.marker})`, 'warning');
       default:
@@ -240,7 +246,8 @@
     if (!card) return;
     if (card.state.textContent !== state) card.state.textContent = state;
     card.state.dataset.state = state;
-    card.detail.textContent = detail ?? state;
+    // The full state path (`spawning.awaitingHealth`) only where it says more than the badge.
+    card.detail.textContent = detail && detail !== state ? detail : '';
     const can = {
       start: state === 'idle' || state === 'crashed',
       stop: state !== 'idle',
@@ -258,7 +265,7 @@
     app.cards.clear();
     app.config.instances.forEach((instance, index) => {
       const state = h('span', { class: 'state', dataset: { state: 'idle' }, text: 'idle' });
-      const detail = h('p', { class: 'detail', text: 'idle' });
+      const detail = h('span', { class: 'detail' });
       const fields = {};
       const fact = (key, label) => {
         fields[key] = h('dd', { dataset: { field: key }, text: '—' });
@@ -277,8 +284,7 @@
       const card = h(
         'article',
         { class: 'card', dataset: { instance: instance.id }, vars: { '--swatch': colorOf(index) } },
-        h('header', {}, h('h2', { text: instance.id }), state),
-        detail,
+        h('header', {}, h('h2', { text: instance.id }), state, detail),
         h('dl', { class: 'facts' }, fact('python', 'Python'), fact('shell', 'Shell'), fact('restarts', 'Restarts'), fact('pid', 'Root pid'), fact('shellPid', 'Shell pid'), fact('pythonPid', 'Python pid')),
         h('section', { class: 'report' }, h('h3', { text: 'Last termination' }), report),
         error,

@@ -146,6 +146,8 @@ export class InstanceHarness {
   readonly log: string[] = [];
   readonly alerts: InstanceAlert[] = [];
   readonly launchTimes: number[] = [];
+  /** The AbortSignal each launch got: aborted when the machine cancels the launch. */
+  readonly launchSignals: AbortSignal[] = [];
   readonly terminates: TerminateInput[] = [];
   pendingLaunch: Pending<LaunchOutput, LaunchInput> | null = null;
   pendingTerminate: Pending<TerminationReport, TerminateInput> | null = null;
@@ -165,8 +167,9 @@ export class InstanceHarness {
     };
     const machine = instanceMachine.provide({
       actors: {
-        launchTree: fromPromise<LaunchOutput, LaunchInput>(({ input }) => {
+        launchTree: fromPromise<LaunchOutput, LaunchInput>(({ input, signal }) => {
           this.tree.spawn();
+          this.launchSignals.push(signal);
           this.launchTimes.push(this.clock.now());
           this.log.push(`launch(attempt ${input.attempt})`);
           const output = { ...LAUNCH_OUTPUT, startedAt: this.clock.now() };
@@ -262,7 +265,7 @@ export class InstanceHarness {
 
   async resolveTerminate(result: TerminationReport): Promise<void> {
     const pending = this.takeTerminate();
-    if (result.survivors.length === 0) this.tree.kill();
+    if (Array.isArray(result.survivors) && result.survivors.length === 0) this.tree.kill();
     else this.tree.pythonExits();
     pending.resolve(result);
     await flush();
