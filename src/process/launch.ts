@@ -11,6 +11,7 @@ import { currentIdentity, identityHolds } from './identity.js';
 import { collectOwned } from './ownership.js';
 import type { OwnerRecord } from './ownership.js';
 import { snapshot } from './snapshot.js';
+import { WindowsTreeTracker } from './windows.js';
 import { MARKER_VARIABLE } from './types.js';
 import type { ProcessIdentity, ProcessTable } from './types.js';
 
@@ -51,6 +52,8 @@ export interface TreeHandle extends OwnerRecord {
   readonly exited: Promise<ExitInfo>;
   /** Whether the root process has exited. */
   readonly hasExited: boolean;
+  /** Windows: every pid ever seen in the tree (Windows never reparents); feed it every table with `identify`. */
+  readonly windows: WindowsTreeTracker | undefined;
   /** Re-identifies the shell parent and Python from a table; returns whether anything changed. */
   identify(table: ProcessTable): boolean;
   /** Stops the discovery timer; terminate does not need it. */
@@ -124,6 +127,8 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     if (error instanceof LaunchError) throw new LaunchError(error.code, prefix + error.message);
     throw error;
   }
+  // Windows: what ran before the spawn is never ours (the tracker's creation-order guard against pid reuse).
+  const baseline = process.platform === 'win32' ? await snapshot({ backend: 'ps-list', cmdline: false }) : undefined;
   const marker = spec.marker ?? newMarker(spec.instanceId);
   if (!marker.startsWith(`${spec.instanceId}:`) || marker.length <= spec.instanceId.length + 1 || /[\0=]/.test(marker)) {
     throw new LaunchError('INVALID_MARKER', `${prefix}marker "${marker}" must be "${spec.instanceId}:<token>"`);
@@ -179,6 +184,7 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
   // The execa promise settles when the pipes close; with `reject: false` it never rejects, but keep it handled.
   subprocess.catch(() => undefined);
 
+  const windows = process.platform === 'win32' ? new WindowsTreeTracker({ root: { pid, startTime: undefined }, ...(baseline !== undefined && { baseline }) }) : undefined;
   let timer: NodeJS.Timeout | undefined;
   const handle: TreeHandle = {
     instanceId: spec.instanceId,
@@ -187,12 +193,14 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     pgid: process.platform === 'win32' ? undefined : pid,
     shell: undefined,
     python: undefined,
+    windows,
     exited,
     get hasExited() {
       return hasExited;
     },
     identify(table) {
-      const owned = collectOwned(handle, table);
+      if (windows !== undefined) windows.observe(table);
+      const owned = windows !== undefined ? windows.owned(table) : collectOwned(handle, table);
       let changed = false;
       const rootInfo = owned.find((entry) => entry.info.pid === root.pid);
       if (handle.shell === undefined && rootInfo?.role === 'shell') {

@@ -5,6 +5,9 @@ import type { CollectOptions, OwnedProcess, OwnerRecord } from './ownership.js';
 import { signalGroup, signalProcess } from './signal.js';
 import type { SignalOutcome } from './signal.js';
 import { snapshot } from './snapshot.js';
+import { WardenError } from './errors.js';
+import { terminateWindows } from './windows.js';
+import type { WindowsTreeTracker } from './windows.js';
 import type { ProcessIdentity, ProcessRole, ProcessTable } from './types.js';
 
 /** One process that died under the protocol, and the strongest signal it received (`none`: it exited by itself). */
@@ -59,12 +62,15 @@ export interface TerminateOptions {
   readTable?: () => Promise<ProcessTable>;
   /** Marker reader, passed to ownership (tests and non-Linux platforms). */
   readMarker?: CollectOptions['readMarker'];
+  /** Windows: the launch's tree tracker (required on win32, where POSIX signals like SIGSTOP do not exist). */
+  windowsTracker?: WindowsTreeTracker;
 }
 
 const identityOf = (owned: OwnedProcess): ProcessIdentity => ({ pid: owned.info.pid, startTime: owned.info.startTime });
 
 // Stops the owner's whole tree (shell first, freeze, TERM, grace, KILL) and confirms it is gone.
 export async function terminate(owner: OwnerRecord, options: TerminateOptions = {}): Promise<TerminationReport> {
+  if (process.platform === 'win32') return terminateOnWindows(owner, options);
   const started = performance.now();
   const graceMs = options.graceMs ?? 5000;
   const pollMs = options.pollIntervalMs ?? 20;
@@ -181,6 +187,22 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
     killed.push({ pid, name: entry.owned.info.name, role: entry.owned.role, signal: entry.signal });
   }
   return { survivors, killed, escalated, durationMs: performance.now() - started, reads };
+}
+
+// Windows has no signals to freeze or terminate with: the tracker-based strategy in windows.ts, never a silent fallback.
+function terminateOnWindows(owner: OwnerRecord, options: TerminateOptions): Promise<TerminationReport> {
+  const tracker = options.windowsTracker ?? (owner as { windows?: WindowsTreeTracker }).windows;
+  if (tracker === undefined) {
+    throw new WardenError('NO_WINDOWS_TRACKER', `Cannot stop "${owner.instanceId}" on Windows: no tree tracker (launch it with Warden, or restore it from the registry record).`);
+  }
+  return terminateWindows(tracker, {
+    ...(options.beforeSignals !== undefined && { beforeSignals: options.beforeSignals }),
+    politeWaitMs: options.politeWaitMs ?? options.graceMs ?? 5000,
+    ...(options.immediate !== undefined && { immediate: options.immediate }),
+    ...(options.shouldHurry !== undefined && { shouldHurry: options.shouldHurry }),
+    confirmTimeoutMs: options.confirmTimeoutMs ?? 10_000,
+    ...(options.readTable !== undefined && { readTable: options.readTable }),
+  });
 }
 
 // SIGKILLs the launch's process group in one call, only when every live member of it is in the owned set.
