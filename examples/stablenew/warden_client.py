@@ -30,9 +30,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-__all__ = ["WardenClient", "WardenError", "EventStream"]
+__all__ = ["WardenClient", "WardenError", "EventStream", "wait_for"]
 
 #: Seconds a quick request (status, a command that answers 202, reset, shutdown) may take.
 DEFAULT_TIMEOUT = 10.0
@@ -231,9 +231,13 @@ class EventStream:
             connection = self._connection
         if connection is not None and connection.sock is not None:
             try:
-                connection.sock.shutdown(socket.SHUT_RDWR)
+                connection.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading the stream
             except OSError:
                 pass
+        try:
+            self._events.close()  # suspended between events: runs its cleanup now
+        except ValueError:
+            pass  # running in another thread, which now sees the closed socket and ends by itself
 
     @property
     def closed(self) -> bool:
@@ -314,7 +318,9 @@ class EventStream:
         if connection.sock is not None:
             # Longer than the server's heartbeat: silence this long means the connection is dead.
             connection.sock.settimeout(self._idle_timeout)
-        kind, data_lines, event_id = "message", [], None  # type: str, List[str], Optional[str]
+        kind: str = "message"
+        data_lines: List[str] = []
+        event_id: Optional[str] = None
         while True:
             try:
                 raw = response.readline()
@@ -372,7 +378,7 @@ def _quote(instance_id: str) -> str:
     return urllib.parse.quote(instance_id, safe="")
 
 
-def _read_server_file(state_dir: str) -> "tuple[str, Optional[int]]":
+def _read_server_file(state_dir: str) -> Tuple[str, Optional[int]]:
     path = os.path.join(state_dir, "server.json")
     try:
         with open(path, encoding="utf-8") as handle:
@@ -437,7 +443,7 @@ def _parse_event(kind: str, data: str, event_id: Optional[int]) -> Dict[str, Any
     return {"type": kind, "id": event_id, "data": payload}
 
 
-def wait_for(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> bool:
     """Polls ``predicate()`` until it is truthy or ``timeout`` seconds pass; returns whether it held."""
     deadline = time.monotonic() + timeout
     while True:
