@@ -1,5 +1,7 @@
 // webui-warden/machines: the pure XState v5 machines and their policy functions (imports nothing but xstate).
+// Every input, actor input/output and event shape.
 export * from './types.js';
+// Restart policy: backoff delay and restart budget.
 export {
   DEFAULT_JITTER,
   backoffDelay,
@@ -11,6 +13,7 @@ export {
   restartsInWindow,
   seedFromId,
 } from './backoff.js';
+// Watchdog policy: levels, the doubling rule, hysteresis.
 export {
   DEFAULT_THRESHOLDS,
   LEVELS,
@@ -22,6 +25,7 @@ export {
   resolveThresholds,
 } from './thresholds.js';
 export type { LevelState } from './thresholds.js';
+// The instance machine and its placeholder actors.
 export {
   DEFAULT_RETRY_STOP_DELAY_MS,
   instanceContext,
@@ -31,8 +35,10 @@ export {
   terminateTree,
 } from './instance.machine.js';
 export type { InstanceContext, InstanceEvent } from './instance.machine.js';
+// The watchdog machine.
 export { watchdogMachine } from './watchdog.machine.js';
 export type { WatchdogContext, WatchdogEvent } from './watchdog.machine.js';
+// The supervisor machine, its placeholder actors and helpers.
 export {
   instanceKey,
   reapOrphans,

@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import { DEFAULT_THRESHOLDS } from '../../machines/index.js';
 import type { CountLimit } from '../../machines/index.js';
-import { parseMarker } from '../process/index.js';
+import { STATE_DIR_VARIABLE, parseMarker, readEnvironVariable } from '../process/index.js';
 import type { Lookalike, ProcessTable } from '../process/index.js';
 import { reapLeftovers } from '../process/reap.js';
 import type { ReapEntry } from '../process/reap.js';
@@ -19,6 +19,7 @@ export interface AuditOptions {
   config?: string;
   stateDir?: string;
   instance?: string[];
+  allStateDirs?: boolean;
   json?: boolean;
 }
 
@@ -26,6 +27,8 @@ export interface AuditOptions {
 export interface MarkerGroup {
   instanceId: string;
   marker: string;
+  /** The state directory the tree was launched from (WARDEN_STATE_DIR beside the marker); null when it carries none. */
+  launchedFrom: string | null;
   processes: ListedProcess[];
 }
 
@@ -38,6 +41,8 @@ export interface AuditReport {
   /** `configured`: only markers of the config's (and --instance) ids are ours; `every-marker`: no config, all are. */
   scope: 'configured' | 'every-marker';
   managedIds: string[];
+  /** Stale markers count only when launched from this state directory; null: from any (no --config/--state-dir, or --all-state-dirs). */
+  stateDirScope: string | null;
   supervisor: LockHolderInfo | null;
   thresholds: { warning: CountLimit; critical: CountLimit; source: 'config' | 'defaults' };
   /** Live launches of the live supervisor holding the state directory. */
@@ -48,8 +53,8 @@ export interface AuditReport {
    * node parent may be a live supervisor using another state dir (said, never decided on).
    */
   stale: Array<MarkerGroup & { source: 'registry' | 'stale-marker'; parent: { pid: number; name: string } | null }>;
-  /** Warden markers of instance ids this audit does not manage: reported, never counted, never reaped. */
-  unmanaged: MarkerGroup[];
+  /** Warden markers of instance ids not managed here, or launched from another state directory: reported, never counted, never reaped. */
+  unmanaged: Array<MarkerGroup & { why: 'other-id' | 'other-state-dir' }>;
   /** Look like a WebUI, carry no marker: never Warden's to kill. */
   foreign: Array<Lookalike & { command: string }>;
   counts: { python: number; shell: number; total: number; owned: number; stale: number; unmanaged: number; foreign: number };
@@ -62,7 +67,7 @@ export interface AuditReport {
 // Runs the audit and prints it; resolves with the exit code.
 export async function auditCommand(options: AuditOptions): Promise<number> {
   const target = await resolveTarget(options);
-  const report = await audit(target, options.instance ?? []);
+  const report = await audit(target, options.instance ?? [], options.allStateDirs === true);
   const out = createOutput();
   if (options.json === true) out.json(report);
   else printAudit(out, report);
@@ -70,7 +75,7 @@ export async function auditCommand(options: AuditOptions): Promise<number> {
 }
 
 // Scans the machine once and classifies every marked and look-alike process.
-export async function audit(target: Target, extraIds: readonly string[] = []): Promise<AuditReport> {
+export async function audit(target: Target, extraIds: readonly string[] = [], allStateDirs = false): Promise<AuditReport> {
   const table = await readTable();
   const problems: string[] = [];
   const supervisor = readLockHolder(target.stateDir) ?? null;
@@ -85,28 +90,40 @@ export async function audit(target: Target, extraIds: readonly string[] = []): P
   // A live supervisor (or one on another host, which we cannot check) owns every launch its registry lists.
   const supervisorLive = supervisor !== null && supervisor.status !== 'dead';
   const liveRecords = supervisorLive ? records : [];
-  const owned = liveRecords.map((record) => ({ instanceId: record.instanceId, marker: record.marker, processes: ownedBy(record, table) }));
+  const owned = liveRecords.map((record) => {
+    const processes = ownedBy(record, table);
+    return { instanceId: record.instanceId, marker: record.marker, launchedFrom: launchedFrom(processes.map((entry) => entry.pid)), processes };
+  });
 
+  // Like the supervisor: with a config or --state-dir, a stale marker is ours only if launched from that state dir.
+  const stateDirScope = target.from !== 'default' && !allStateDirs ? target.stateDir : null;
   const dryRun = await reapLeftovers({
     registry: readOnlyRegistry(records),
     instanceIds: managed,
     liveMarkers: new Set(liveRecords.map((record) => record.marker)),
     dryRun: true,
     readTable: async () => table,
+    ...(stateDirScope !== null && { stateDir: stateDirScope }),
   });
   const rows = (entry: ReapEntry): ListedProcess[] => entry.found.map((found) => row(table, found));
+  const from = (entry: ReapEntry): string | null => launchedFrom(entry.found.map((found) => found.pid));
   const stale = dryRun.entries
     .filter((entry) => entry.action === 'would-reap')
     .map((entry) => ({
       instanceId: entry.instanceId,
       marker: entry.marker,
+      launchedFrom: from(entry),
       source: entry.source as 'registry' | 'stale-marker',
       processes: rows(entry),
       parent: parentOutside(table, entry.found.map((found) => found.pid)),
     }));
   const unmanaged = dryRun.entries
     .filter((entry) => entry.action === 'left-alone')
-    .map((entry) => ({ instanceId: entry.instanceId || (parseMarker(entry.marker)?.instanceId ?? '?'), marker: entry.marker, processes: rows(entry) }));
+    .map((entry) => {
+      const instanceId = entry.instanceId || (parseMarker(entry.marker)?.instanceId ?? '?');
+      const why: 'other-id' | 'other-state-dir' = managed.has(instanceId) ? 'other-state-dir' : 'other-id';
+      return { instanceId, marker: entry.marker, launchedFrom: from(entry), why, processes: rows(entry) };
+    });
   const foreign = foreignLookalikes(table, target.config).map((lookalike) => ({
     ...lookalike,
     command: row(table, lookalike).command,
@@ -127,6 +144,7 @@ export async function audit(target: Target, extraIds: readonly string[] = []): P
     configFile: target.configFile ?? null,
     scope: configured ? 'configured' : 'every-marker',
     managedIds: [...managed].sort(),
+    stateDirScope,
     supervisor,
     thresholds: { warning: thresholds.warning, critical: thresholds.critical, source: target.config === undefined ? 'defaults' : 'config' },
     owned,
@@ -167,6 +185,15 @@ export function judge(
   return { level: 'ok', reason: `python ${counts.python}, shell ${counts.shell}, nothing stale` };
 }
 
+// The state directory handed down beside the marker, read from the first carrier that has one.
+export function launchedFrom(pids: readonly number[]): string | null {
+  for (const pid of pids) {
+    const dir = readEnvironVariable(pid, STATE_DIR_VARIABLE);
+    if (dir !== undefined) return dir;
+  }
+  return null;
+}
+
 // The live parent of a group's top process, when it is not a member itself.
 function parentOutside(table: ProcessTable, pids: number[]): { pid: number; name: string } | null {
   const members = new Set(pids);
@@ -195,7 +222,8 @@ function printAudit(out: Output, report: AuditReport): void {
   out.line(`  state dir    ${report.stateDir}`);
   out.line(`  supervisor   ${describeHolder(report.supervisor)}`);
   out.line(
-    `  ours         ${report.scope === 'every-marker' ? 'every Warden marker (no --config)' : `markers of ${report.managedIds.join(', ') || '(none)'}`}`,
+    `  ours         ${report.scope === 'every-marker' ? 'every Warden marker (no --config)' : `markers of ${report.managedIds.join(', ') || '(none)'}`}` +
+      `, ${report.stateDirScope === null ? 'launched from any state dir' : 'launched from this state dir'}`,
   );
   const t = report.thresholds;
   out.line(`  thresholds   warning python > ${t.warning.python} or shell > ${t.warning.shell}; critical python > ${t.critical.python} or shell > ${t.critical.shell} (${t.source})`);
@@ -207,9 +235,18 @@ function printAudit(out: Output, report: AuditReport): void {
     `Stale: ours, left by an earlier run (\`warden reap\` kills these)`,
     report.stale,
     (group) => group.processes,
-    (group) => ` [${group.source}${group.parent === null ? '' : `, parent ${group.parent.pid} ${group.parent.name}`}]`,
+    (group) =>
+      ` [${group.source}${group.parent === null ? '' : `, parent ${group.parent.pid} ${group.parent.name}`}` +
+      `${report.stateDirScope === null ? `, from ${group.launchedFrom ?? 'no state dir'}` : ''}]`,
   );
-  section(out, `Unmanaged: Warden markers of other instance ids (left alone)`, report.unmanaged, (group) => group.processes, undefined, true);
+  section(
+    out,
+    `Unmanaged: other instance ids, or launched from another state dir (left alone)`,
+    report.unmanaged,
+    (group) => group.processes,
+    (group) => (group.why === 'other-state-dir' ? ` [from ${group.launchedFrom ?? 'no state dir'}]` : ''),
+    true,
+  );
   out.line('');
   out.line(style.bold(`Foreign look-alikes: not started by Warden, never killed by it (${report.foreign.length})`));
   if (report.foreign.length === 0) out.line(style.dim('  none'));

@@ -10,7 +10,7 @@ import { createSupervisor } from '../supervisor.js';
 import type { Supervisor, WardenEvent } from '../supervisor.js';
 import { hasProcfs, readEnvironVariable, readStartTime } from '../process/procfs.js';
 import { resolveCommand, snapshotProcSync } from '../process/index.js';
-import { MARKER_VARIABLE } from '../process/types.js';
+import { MARKER_VARIABLE, STATE_DIR_VARIABLE } from '../process/types.js';
 import { CliError, EXIT, describeError } from './exit.js';
 import { createEventPrinter } from './events.js';
 import { byRole, createOutput, duration, pidList, plural, stamp } from './output.js';
@@ -20,7 +20,7 @@ import { fakeWebuiDir } from './package.js';
 export interface DemoOptions {
   keepRunning?: boolean;
   json?: boolean;
-  /** Instance id; default `webui-<4 hex>` (unique, since another supervisor's stale markers of the same id get reaped). */
+  /** Instance id; default `webui-<4 hex>`, fresh per run, so this run's processes are easy to tell apart. */
   id?: string;
   workers?: number;
   runaway?: number;
@@ -188,11 +188,12 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
       await story.waitFor((event) => event.type === 'sample', story.mark(), 'a process-table sample');
       const beforeRunaway = story.mark();
       story.watchStale = true;
-      for (let index = 0; index < runawayCount; index += 1) planted.push(plant(python, workDir, plantedMarker, index));
+      for (let index = 0; index < runawayCount; index += 1) planted.push(plant(python, workDir, plantedMarker, stateDir, index));
       detail(
-        `injected ${runawayCount} × python3 worker.py with ${MARKER_VARIABLE}=${plantedMarker} (pids ${pidList(planted.map((entry) => entry.pid), 4)}),`,
+        `injected ${runawayCount} × python3 worker.py (pids ${pidList(planted.map((entry) => entry.pid), 4)}) with ${MARKER_VARIABLE}=${plantedMarker}`,
       );
-      detail('as a controller that crashed earlier leaves them: not in the tree, not in the registry, only the marker says whose');
+      detail(`and ${STATE_DIR_VARIABLE}=<state dir>, as a controller of this state dir that crashed earlier leaves them:`);
+      detail('not in the tree, not in the registry; only the marker and the state dir say whose they are');
       await story.waitFor((event) => event.type === 'emergency', beforeRunaway, 'the watchdog to call an emergency');
       const bundleEvent = await story.waitFor(
         (event): event is Extract<WardenEvent, { type: 'bundle' }> => event.type === 'bundle',
@@ -318,8 +319,8 @@ class Story {
 
   constructor(
     private readonly supervisor: Supervisor,
-    private readonly out: Output,
-    private readonly origin: number,
+    out: Output,
+    origin: number,
     private readonly id: string,
     live: boolean,
   ) {
@@ -472,9 +473,10 @@ async function serverKill(port: number): Promise<string> {
   }
 }
 
-// Starts one stray: `python3 worker.py` with a stale marker, in its own session, as an earlier run would leave it.
-function plant(python: string, cwd: string, marker: string, index: number): Planted {
-  const env: NodeJS.ProcessEnv = { ...process.env, [MARKER_VARIABLE]: marker };
+// Starts one stray: `python3 worker.py` with a stale marker (and the state dir a supervisor hands down beside it),
+// in its own session, as an earlier run from this state dir would leave it.
+function plant(python: string, cwd: string, marker: string, stateDir: string, index: number): Planted {
+  const env: NodeJS.ProcessEnv = { ...process.env, [MARKER_VARIABLE]: marker, [STATE_DIR_VARIABLE]: stateDir };
   // PROCESS LIFECYCLE: creates a subprocess
   // Parent tracking: pid + start time recorded here; the stale marker in its environment.
   // Cleanup handled by: the supervisor (stale-marker reaping and the emergency reap); killPlanted() at the end of

@@ -80,7 +80,7 @@ export function createEventPrinter(supervisor: Supervisor, out: Output, options:
           return;
         }
         const killed = acted.reduce((sum, entry) => sum + entry.killed.length, 0);
-        out.line(`${at()} ${system('reap')} ${plural(acted.length, 'leftover launch', 'leftover launches')}: ${plural(killed, 'process', 'processes')} killed, survivors ${report.survivors.length}${others}`);
+        out.line(`${at()} ${system('reap')} ${plural(acted.length, 'leftover marker')}: ${plural(killed, 'process', 'processes')} killed, survivors ${report.survivors.length}${others}`);
         return;
       }
       case 'alert':

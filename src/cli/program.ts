@@ -31,7 +31,7 @@ export function buildProgram(done: (code: number) => void): Command {
     .description('supervise the bundled fake WebUI through a crash, a runaway and a shutdown, printing states, pids and counts')
     .option('--keep-running', 'after the story, keep supervising with the control API and dashboard until Ctrl-C')
     .option('--json', 'print one JSON summary instead of the story')
-    .option('--id <id>', 'instance id (default webui-<random>; must be unique on this machine)')
+    .option('--id <id>', 'instance id (default webui-<4 random hex digits>)')
     .addOption(new Option('--workers <n>', 'workers of the fake WebUI').argParser(integer(1, 5)).default(4).hideHelp())
     .addOption(new Option('--runaway <n>', 'strays injected in step 3').argParser(integer(1, 64)).default(12).hideHelp())
     .action(async (options: { keepRunning?: boolean; json?: boolean; id?: string; workers: number; runaway: number }) => {
@@ -68,8 +68,9 @@ export function buildProgram(done: (code: number) => void): Command {
     .option('-c, --config <file>', 'only markers of its instance ids are ours; its stateDir and watchdog thresholds apply')
     .option('--state-dir <dir>', 'the state directory, without a config (default ./.warden)')
     .option('--instance <id>', 'also treat markers of this instance id as ours (repeatable)', collect)
+    .option('--all-state-dirs', 'with --config/--state-dir: count stale markers launched from any state dir, not only that one')
     .option('--json', 'print the report as JSON')
-    .action(async (options: { config?: string; stateDir?: string; instance?: string[]; json?: boolean }) => {
+    .action(async (options: { config?: string; stateDir?: string; instance?: string[]; allStateDirs?: boolean; json?: boolean }) => {
       const { auditCommand } = await import('./audit.js');
       done(await auditCommand(options));
     });
@@ -80,10 +81,11 @@ export function buildProgram(done: (code: number) => void): Command {
     .option('-c, --config <file>', 'its instance ids are managed; its stateDir holds the registry')
     .option('--state-dir <dir>', 'the state directory, without a config (default ./.warden)')
     .option('--instance <id>', 'also reap stale markers of this instance id (repeatable)', collect)
+    .option('--all-state-dirs', 'also reap stale markers launched from other state dirs (or from none: older Wardens)')
     .option('--dry-run', 'list what would be killed; signal nothing')
     .option('--grace-ms <ms>', 'between SIGTERM and SIGKILL', integer(0, 600_000))
     .option('--json', 'print the report as JSON')
-    .action(async (options: { config?: string; stateDir?: string; instance?: string[]; dryRun?: boolean; graceMs?: number; json?: boolean }) => {
+    .action(async (options: { config?: string; stateDir?: string; instance?: string[]; allStateDirs?: boolean; dryRun?: boolean; graceMs?: number; json?: boolean }) => {
       const { reapCommand } = await import('./reap.js');
       done(await reapCommand(options));
     });

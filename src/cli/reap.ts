@@ -5,7 +5,7 @@ import type { Lock } from '../process/lock.js';
 import { reapLeftovers } from '../process/reap.js';
 import type { ReapEntry, ReapReport } from '../process/reap.js';
 import { Registry } from '../process/registry.js';
-import { readOnlyRegistry, describeHolder } from './audit.js';
+import { describeHolder, launchedFrom, readOnlyRegistry } from './audit.js';
 import { CliError, EXIT } from './exit.js';
 import { createOutput, plural } from './output.js';
 import type { Output } from './output.js';
@@ -15,6 +15,7 @@ export interface ReapOptions {
   config?: string;
   stateDir?: string;
   instance?: string[];
+  allStateDirs?: boolean;
   dryRun?: boolean;
   graceMs?: number;
   json?: boolean;
@@ -35,18 +36,23 @@ export async function reapCommand(options: ReapOptions): Promise<number> {
     );
   }
 
+  // A stale marker is ours only if its tree was launched from this state dir, as the supervisor itself decides;
+  // --all-state-dirs widens that to any state dir (and to trees of older Wardens that carry none).
+  const scope = options.allStateDirs === true ? {} : { stateDir: target.stateDir };
+  const common = { instanceIds: managed, ...scope, ...(options.graceMs !== undefined && { graceMs: options.graceMs }) };
   let report: ReapReport;
   if (dryRun || !existsSync(target.stateDir)) {
     // Nothing to change in a state dir for a dry run, and none to create when it does not exist.
     const { records, problem } = readRegistryRecords(target.stateDir);
     if (problem !== undefined && !dryRun) throw new CliError(`cannot reap from the registry: ${problem}`, EXIT.failure);
-    report = await reapLeftovers({ registry: readOnlyRegistry(records), instanceIds: managed, dryRun, ...(options.graceMs !== undefined && { graceMs: options.graceMs }) });
+    if (problem !== undefined) createOutput().note(`warden: note: ${problem}`);
+    report = await reapLeftovers({ registry: readOnlyRegistry(records), dryRun, ...common });
   } else {
     // Holding the lock while reaping keeps a supervisor from starting on this state dir in the middle of it.
     const lock: Lock = await acquireLock(target.stateDir);
     try {
       const registry = await Registry.open(target.stateDir);
-      report = await reapLeftovers({ registry, instanceIds: managed, ...(options.graceMs !== undefined && { graceMs: options.graceMs }) });
+      report = await reapLeftovers({ registry, ...common });
     } finally {
       await lock.release();
     }
@@ -54,20 +60,22 @@ export async function reapCommand(options: ReapOptions): Promise<number> {
 
   const out = createOutput();
   const exitCode = !dryRun && report.survivors.length > 0 ? EXIT.failure : EXIT.ok;
-  if (options.json === true) out.json({ stateDir: target.stateDir, managedIds: managed, exitCode, ...report });
-  else printReap(out, report, target.stateDir, managed);
+  const anyStateDir = options.allStateDirs === true;
+  if (options.json === true) out.json({ stateDir: target.stateDir, managedIds: managed, stateDirScope: anyStateDir ? null : target.stateDir, exitCode, ...report });
+  else printReap(out, report, target.stateDir, managed, anyStateDir);
   return exitCode;
 }
 
-function printReap(out: Output, report: ReapReport, stateDir: string, managed: string[]): void {
+function printReap(out: Output, report: ReapReport, stateDir: string, managed: string[], anyStateDir: boolean): void {
   const { style } = out;
   out.line(style.bold(report.dryRun ? 'Warden reap --dry-run (nothing is signalled)' : 'Warden reap'));
   out.line(`  state dir   ${stateDir}`);
   out.line(`  ours        registry records of that state dir, and stale markers of ${managed.length > 0 ? managed.join(', ') : '(no instance id: pass --config or --instance)'}`);
+  out.line(`              launched from ${anyStateDir ? 'any state dir (--all-state-dirs)' : 'that state dir'}`);
   out.line(style.dim('  Foreign look-alikes and markers of other instance ids are never touched.'));
   out.line('');
   if (report.entries.length === 0) out.line('Nothing left by earlier runs.');
-  for (const entry of report.entries) printEntry(out, entry);
+  for (const entry of report.entries) printEntry(out, entry, new Set(managed));
 
   const acted = report.entries.filter((entry) => entry.action === 'reaped' || entry.action === 'would-reap');
   const leftAlone = report.entries.filter((entry) => entry.action === 'left-alone');
@@ -84,7 +92,7 @@ function printReap(out: Output, report: ReapReport, stateDir: string, managed: s
   }
 }
 
-function printEntry(out: Output, entry: ReapEntry): void {
+function printEntry(out: Output, entry: ReapEntry, managed: ReadonlySet<string>): void {
   const { style } = out;
   const label = {
     reaped: style.green('reaped    '),
@@ -95,7 +103,9 @@ function printEntry(out: Output, entry: ReapEntry): void {
   const why = {
     registry: 'registry record',
     'stale-marker': 'stale marker',
-    unmanaged: 'instance id not managed here: it may belong to another supervisor',
+    unmanaged: managed.has(entry.instanceId)
+      ? `launched from ${launchedFrom(entry.found.map((found) => found.pid)) ?? 'no state dir'}, not this one: another supervisor's (or pass --state-dir / --all-state-dirs)`
+      : 'instance id not managed here: it may belong to another supervisor',
   }[entry.source];
   out.line(`${label}  ${entry.instanceId}  marker ${entry.marker}  [${why}]`);
   if (entry.action === 'left-alone') {

@@ -96,7 +96,7 @@ function uniqueId(prefix = 'cli'): string {
   return id;
 }
 
-// A config file with one instance (never launched by audit/reap) and optional watchdog thresholds.
+// A config file with one instance (never launched by audit/reap) and optional watchdog thresholds; stateDir is <dir>/state.
 function writeConfig(dir: string, id: string, extra: Record<string, unknown> = {}): string {
   const file = join(dir, 'warden.config.json');
   writeFileSync(file, JSON.stringify({ stateDir: 'state', instances: [{ id, command: './webui.sh' }], ...extra }, null, 2));
@@ -109,8 +109,9 @@ interface Planted {
   startTime: number | undefined;
 }
 
-// Starts `count` sleeping `worker.py` processes carrying WARDEN_INSTANCE=<id>:<token>, each in its own session.
-async function plant(id: string, count: number): Promise<Planted[]> {
+// Starts `count` sleeping `worker.py` processes carrying WARDEN_INSTANCE=<id>:<token> and WARDEN_STATE_DIR=<stateDir>
+// (what a supervisor of that state dir hands down), each in its own session.
+async function plant(id: string, count: number, stateDir: string): Promise<Planted[]> {
   const marker = `${id}:${randomBytes(8).toString('hex')}`;
   const planted: Planted[] = [];
   for (let index = 0; index < count; index += 1) {
@@ -119,7 +120,7 @@ async function plant(id: string, count: number): Promise<Planted[]> {
     // Cleanup handled by: the CLI under test (reap), else afterEach's sweep by marker of this test's instance id.
     // Known risks: none beyond the test.
     const child = spawn(python, [join(FAKE, 'worker.py'), '--index', String(index)], {
-      env: { ...process.env, WARDEN_INSTANCE: marker },
+      env: { ...process.env, WARDEN_INSTANCE: marker, WARDEN_STATE_DIR: stateDir },
       detached: true,
       stdio: 'ignore',
     });
@@ -128,7 +129,7 @@ async function plant(id: string, count: number): Promise<Planted[]> {
   }
   // Ready once every one of them shows the marker in /proc (after exec).
   const deadline = Date.now() + 5000;
-  while (pidsOfInstance(id).length < count) {
+  while (pidsOfInstance(id).filter((pid) => readEnvironVariable(pid, 'WARDEN_INSTANCE') === marker).length < count) {
     if (Date.now() > deadline) throw new Error(`planted processes of ${id} did not start`);
     await sleep(20);
   }
@@ -189,7 +190,7 @@ describe('warden audit', () => {
     const dir = tempDir();
     const id = uniqueId();
     const config = writeConfig(dir, id);
-    const planted = await plant(id, 3);
+    const planted = await plant(id, 3, join(dir, 'state'));
 
     const json = await cli(['audit', '--config', config, '--json']);
     expect(json.code).toBe(1);
@@ -211,7 +212,7 @@ describe('warden audit', () => {
     const dir = tempDir();
     const id = uniqueId();
     const config = writeConfig(dir, id, { watchdog: { warning: { python: 1, shell: 1 }, critical: { python: 2, shell: 2 } } });
-    await plant(id, 3);
+    await plant(id, 3, join(dir, 'state'));
 
     const result = await cli(['audit', '--config', config]);
     expect(result.code).toBe(2);
@@ -222,7 +223,7 @@ describe('warden audit', () => {
     const dir = tempDir();
     const config = writeConfig(dir, uniqueId());
     const other = uniqueId('other');
-    await plant(other, 2);
+    await plant(other, 2, join(dir, 'state'));
 
     const result = await cli(['audit', '--config', config, '--json']);
     expect(result.code).toBe(0);
@@ -237,7 +238,7 @@ describe('warden reap', () => {
     const dir = tempDir();
     const id = uniqueId();
     const config = writeConfig(dir, id);
-    const planted = await plant(id, 3);
+    const planted = await plant(id, 3, join(dir, 'state'));
 
     const result = await cli(['reap', '--config', config, '--dry-run']);
     expect(result.code).toBe(0);
@@ -252,9 +253,9 @@ describe('warden reap', () => {
     const dir = tempDir();
     const id = uniqueId();
     const config = writeConfig(dir, id);
-    const planted = await plant(id, 3);
+    const planted = await plant(id, 3, join(dir, 'state'));
     const other = uniqueId('other');
-    const bystanders = await plant(other, 1);
+    const bystanders = await plant(other, 1, join(dir, 'state'));
 
     const result = await cli(['reap', '--config', config, '--json', '--grace-ms', '500']);
     expect(result.code).toBe(0);
@@ -275,7 +276,7 @@ describe('warden reap', () => {
     const dir = tempDir();
     const id = uniqueId();
     const config = writeConfig(dir, id);
-    const planted = await plant(id, 2);
+    const planted = await plant(id, 2, join(dir, 'state'));
     // This test process plays the live supervisor: it takes the real lock on the config's stateDir.
     locks.add(await acquireLock(join(dir, 'state')));
 
@@ -291,7 +292,7 @@ describe('warden reap', () => {
   test('without a config it reaps nothing but what --instance names, and creates no state directory', async () => {
     const dir = tempDir();
     const id = uniqueId();
-    const planted = await plant(id, 2);
+    const planted = await plant(id, 2, join(dir, '.warden'));
 
     const plain = await cli(['reap'], dir);
     expect(plain.code).toBe(0);
@@ -302,6 +303,32 @@ describe('warden reap', () => {
     expect(named.stdout).toContain('killed 2 processes of 1 marker; survivors: 0');
     expect(planted.some(alive)).toBe(false);
     expect(() => execFileSync('test', ['-e', join(dir, '.warden')])).toThrow();
+  });
+});
+
+describe('state directories', () => {
+  test('strays of a configured id launched from another state dir are left alone, unless --all-state-dirs', async () => {
+    const dir = tempDir();
+    const id = uniqueId();
+    const config = writeConfig(dir, id);
+    const elsewhere = await plant(id, 2, join(tempDir(), 'another-state'));
+
+    const audit = await cli(['audit', '--config', config, '--json']);
+    expect(audit.code).toBe(0);
+    const report = JSON.parse(audit.stdout) as { stale: unknown[]; unmanaged: Array<{ instanceId: string; why: string; processes: unknown[] }> };
+    expect(report.stale).toEqual([]);
+    expect(report.unmanaged.find((group) => group.instanceId === id)).toMatchObject({ why: 'other-state-dir', processes: [expect.anything(), expect.anything()] });
+
+    const reap = await cli(['reap', '--config', config]);
+    expect(reap.code).toBe(0);
+    expect(reap.stdout).toContain('left alone');
+    expect(reap.stdout).toContain('another-state, not this one');
+    expect(elsewhere.every(alive)).toBe(true);
+
+    const wide = await cli(['reap', '--config', config, '--all-state-dirs', '--grace-ms', '500']);
+    expect(wide.code).toBe(0);
+    expect(wide.stdout).toContain('killed 2 processes of 1 marker; survivors: 0');
+    expect(elsewhere.some(alive)).toBe(false);
   });
 });
 

@@ -106,8 +106,8 @@ describe('warden demo', () => {
     const id = uniqueId();
     const result = await runCli(['demo', '--id', id], { env: { TMPDIR: tempDir() } });
 
-    expect(result.stderr).toBe('');
-    expect(result.code).toBe(0);
+    expect(result.stderr, result.stdout).toBe('');
+    expect(result.code, result.stdout).toBe(0);
     const out = result.stdout;
     for (const step of ['1/4  Start', '2/4  Crash', '3/4  Runaway', '4/4  Shutdown', 'Summary']) expect(out).toContain(step);
     // 1: healthy with pids and counts
@@ -141,7 +141,7 @@ describe('warden demo', () => {
     const id = uniqueId();
     const result = await runCli(['demo', '--json', '--id', id], { env: { TMPDIR: tempDir() } });
 
-    expect(result.code).toBe(0);
+    expect(result.code, result.stdout).toBe(0);
     const lines = result.stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     const summary = JSON.parse(lines[0] ?? '{}') as Record<string, unknown>;

@@ -49,7 +49,7 @@ describe('start safety', () => {
 
   test('a foreign look-alike running the same webui.sh is refused, named, and left alive', async () => {
     const instance = await fakeInstance();
-    const lookalike = await startDecoy('bash', [join(FAKE_WEBUI_DIR, 'webui.sh'), '--port', '0']);
+    const lookalike = await startDecoy('bash', [instance.command, '--port', '0']);
     const supervisor = makeSupervisor([instance]);
 
     const attempt = supervisor.start(instance.id);

@@ -1,5 +1,6 @@
 // Test helpers for the runtime: configs that run the fake WebUI on a free port, and cleanup of every supervisor made.
 import { randomBytes } from 'node:crypto';
+import { cpSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createSupervisor } from '../../src/index.js';
@@ -51,15 +52,19 @@ export interface FakeInstanceOptions {
 }
 
 // One instance config running examples/fake-webui/webui.sh on a free port, in its own temp cwd.
-export async function fakeInstance(options: FakeInstanceOptions = {}): Promise<Record<string, unknown> & { id: string; port: number; cwd: string }> {
+export async function fakeInstance(options: FakeInstanceOptions = {}): Promise<Record<string, unknown> & { id: string; port: number; cwd: string; command: string }> {
   const id = options.id ?? uniqueId();
   const port = await freePort();
   const cwd = tempDir('warden-cwd-');
+  // Each instance runs its own copy of the fake WebUI: a look-alike of one test (same script path, no marker) must
+  // not read as a foreign instance to another test file running in parallel.
+  const script = join(cwd, 'fake-webui');
+  cpSync(FAKE_WEBUI_DIR, script, { recursive: true, filter: (source) => !source.includes('__pycache__') && !source.endsWith('/tmp') });
   return {
     id,
     port,
     cwd,
-    command: join(FAKE_WEBUI_DIR, 'webui.sh'),
+    command: join(script, 'webui.sh'),
     args: ['--port', String(port), ...(options.args ?? [])],
     env: { FAKE_WEBUI_STATE_DIR: cwd, ...options.env },
     ...(options.health !== false && {

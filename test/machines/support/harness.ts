@@ -122,7 +122,7 @@ interface Pending<T, I> {
 export type TerminateOutcome = 'dead' | 'survivor' | 'error';
 
 export interface HarnessOptions {
-  input?: Partial<InstanceInput> & { restart?: Partial<RestartPolicy> };
+  input?: Omit<Partial<InstanceInput>, 'restart'> & { restart?: Partial<RestartPolicy> };
   /** Launches resolve at once (default) or wait for resolveLaunch(). */
   autoLaunch?: boolean;
   /** Decides each terminate attempt at once; absent: wait for resolveTerminate()/rejectTerminate(). */

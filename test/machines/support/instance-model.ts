@@ -2,7 +2,7 @@
 // timers), a serializer that keeps only what changes behaviour, and a replay of a path on a real actor over a fake tree.
 import { TestModel, getStateNodes } from 'xstate/graph';
 import type { StatePath } from 'xstate/graph';
-import type { EventObject, SnapshotFrom } from 'xstate';
+import type { ActorLogic, EventObject, SnapshotFrom } from 'xstate';
 import { instanceMachine } from '../../../machines/index.js';
 import type { InstanceInput } from '../../../machines/index.js';
 import { flush, InstanceHarness, LAUNCH_OUTPUT, report } from './harness.js';
@@ -72,18 +72,18 @@ export function instanceModel(options: ModelOptions) {
     if (!event) throw new Error(`unknown model event ${name}`);
     return event;
   });
-  return new TestModel(instanceMachine, {
+  // The model sends xstate's own done/error/after events too, so its event type is wider than the machine's.
+  const logic = instanceMachine as unknown as ActorLogic<Snapshot, ModelEvent, InstanceInput>;
+  return new TestModel<Snapshot, ModelEvent, InstanceInput>(logic, {
     input: modelInput(options.maxRestarts),
-    events: events as never,
-    serializeState: (snapshot) => serialize(snapshot as Snapshot),
+    events,
+    serializeState: serialize,
     filterEvents: (snapshot, event) => {
-      const e = event as ModelEvent;
-      const s = snapshot as Snapshot;
       const unsuccessful =
-        e.type === 'xstate.error.actor.terminate' ||
-        (e.type === 'xstate.done.actor.terminate' && (e['output'] as { survivors: unknown[] }).survivors.length > 0);
-      if (unsuccessful && s.context.attempt >= options.maxAttempt) return false;
-      return s.can(e as never);
+        event.type === 'xstate.error.actor.terminate' ||
+        (event.type === 'xstate.done.actor.terminate' && (event['output'] as { survivors: unknown[] }).survivors.length > 0);
+      if (unsuccessful && snapshot.context.attempt >= options.maxAttempt) return false;
+      return snapshot.can(event as never);
     },
   });
 }
@@ -91,19 +91,17 @@ export function instanceModel(options: ModelOptions) {
 // One path per transition of the model: the shortest path to its source state, then the transition itself.
 // Shortest and simple paths never take an edge back to a state already on the path; these paths take every edge.
 export function transitionPaths(model: ReturnType<typeof instanceModel>): InstancePath[] {
-  const shortest = new Map(
-    model.getShortestPaths({ allowDuplicatePaths: true }).map((path) => [serialize(path.state as Snapshot), path]),
-  );
+  const shortest = new Map(model.getShortestPaths({ allowDuplicatePaths: true }).map((path) => [serialize(path.state), path]));
   const paths: InstancePath[] = [];
   for (const [key, { transitions }] of Object.entries(model.getAdjacencyMap())) {
     const head = shortest.get(key);
     if (!head) throw new Error(`no path reaches ${key}`);
-    for (const { event, state } of Object.values(transitions)) {
+    for (const { event, state } of Object.values(transitions) as Array<{ event: ModelEvent; state: Snapshot }>) {
       paths.push({
-        state: state as Snapshot,
-        steps: [...(head.steps as InstancePath['steps']), { event: event as ModelEvent, state: state as Snapshot }],
+        state,
+        steps: [...head.steps, { event, state }],
         weight: head.weight + 1,
-        description: `${head.description} ⇒ ${(event as ModelEvent).type}`,
+        description: `${head.description} ⇒ ${event.type}`,
       });
     }
   }
