@@ -61,6 +61,8 @@ export interface SupervisorContext {
   lastAlert: WatchdogAlert | null;
   /** True from an emergency until RESET without an id: START and RESTART are refused. */
   holdRestarts: boolean;
+  /** A RESET without an id arrived while the emergency's actors still ran: release the hold when they finish. */
+  releaseRequested: boolean;
   emergency: EmergencyRecord | null;
   /** During shutdown: instances not yet confirmed stopped. */
   awaiting: string[];
@@ -166,6 +168,7 @@ export function supervisorContext(input: SupervisorInput): SupervisorContext {
     watchdogLevel: 'ok',
     lastAlert: null,
     holdRestarts: false,
+    releaseRequested: false,
     emergency: null,
     awaiting: [],
     stuck: [],
@@ -185,6 +188,7 @@ export const supervisorMachine = setup({
   actors: { instance: instanceMachine, watchdog: watchdogMachine, reapOrphans, writeDiagnosticBundle },
   guards: {
     restartsHeld: ({ context }) => context.holdRestarts,
+    releaseRequested: ({ context }) => context.releaseRequested,
     forEveryInstance: ({ event }) => !('id' in event) || event.id === undefined,
     nothingAwaited: ({ context }) => context.awaiting.length === 0,
   },
@@ -264,6 +268,7 @@ export const supervisorMachine = setup({
       if (event.type !== 'RUNAWAY') return;
       enqueue.assign({
         holdRestarts: true,
+        releaseRequested: false,
         emergency: { level: event.level, reason: event.reason, counts: event.counts, reaped: null, bundle: null, errors: [] },
       });
       enqueue.emit(event);
@@ -285,7 +290,8 @@ export const supervisorMachine = setup({
         errors: [...context.emergency.errors, `${event.type}: ${describeError((event as { error?: unknown }).error)}`],
       },
     })),
-    releaseHold: assign({ holdRestarts: false }),
+    releaseHold: assign({ holdRestarts: false, releaseRequested: false }),
+    requestRelease: assign({ releaseRequested: true }),
     stopWatchdog: stopChild('watchdog'),
     stopEveryInstance: enqueueActions(({ context, enqueue }) => {
       for (const id of context.instanceIds) {
@@ -371,7 +377,14 @@ export const supervisorMachine = setup({
               },
             },
           },
-          onDone: { target: 'holding' },
+          on: {
+            // Reaping and the bundle still run: a RESET for everyone is kept and honoured when they finish.
+            RESET: [
+              { guard: 'forEveryInstance', actions: ['requestRelease', 'forwardCommand'] },
+              { actions: 'forwardCommand' },
+            ],
+          },
+          onDone: [{ guard: 'releaseRequested', target: 'normal', actions: 'releaseHold' }, { target: 'holding' }],
         },
         holding: {
           on: {

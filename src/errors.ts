@@ -7,6 +7,8 @@ export { WardenError, LaunchError } from './process/errors.js';
 export interface NamedProcess {
   pid: number;
   name: string;
+  /** Why it is named (e.g. what makes it look like the instance). */
+  why?: string;
   /** The Warden marker it carries, if any (then it belongs to some Warden, maybe another supervisor). */
   marker?: string;
 }
@@ -35,7 +37,8 @@ export class ForeignInstanceError extends WardenError {
     readonly cwd: string,
     readonly processes: NamedProcess[],
   ) {
-    super('FOREIGN_INSTANCE', `Cannot start "${instanceId}": a WebUI not started by Warden already runs in ${cwd} (${describe(processes)}). Warden never kills it; stop it yourself, or check it with \`warden audit\`.`);
+    const which = processes.map((entry) => `pid ${entry.pid} ${entry.name}${entry.why === undefined ? '' : ` ${entry.why}`}`).join('; ');
+    super('FOREIGN_INSTANCE', `Cannot start "${instanceId}" (cwd ${cwd}): a WebUI not started by Warden is already running (${which}). Warden never kills it; stop it yourself, or check it with \`warden audit\`.`);
   }
 }
 

@@ -30,18 +30,18 @@ export async function preflight(target: PreflightTarget): Promise<void> {
   await sleep(LOOKALIKE_RECHECK_MS);
   const persistent = [...(await findForeign(target)).values()].filter((entry) => first.get(entry.pid)?.startTime === entry.startTime);
   if (persistent.length > 0) {
-    throw new ForeignInstanceError(target.id, target.cwd, persistent.map((entry) => ({ pid: entry.pid, name: entry.name })));
+    throw new ForeignInstanceError(target.id, target.cwd, persistent.map((entry) => ({ pid: entry.pid, name: entry.name, why: entry.why })));
   }
 }
 
 const LOOKALIKE_RECHECK_MS = 150;
 
-async function findForeign(target: PreflightTarget): Promise<Map<number, { pid: number; name: string; startTime: number | undefined }>> {
+async function findForeign(target: PreflightTarget): Promise<Map<number, { pid: number; name: string; why: string; startTime: number | undefined }>> {
   const table = await snapshot({ cmdline: true });
   const marked = new Set(findMarked(table).keys());
-  const found = new Map<number, { pid: number; name: string; startTime: number | undefined }>();
+  const found = new Map<number, { pid: number; name: string; why: string; startTime: number | undefined }>();
   for (const entry of findLookalikes(table, { cwd: target.cwd, command: target.command }, marked)) {
-    found.set(entry.pid, { pid: entry.pid, name: entry.name, startTime: table.processes.get(entry.pid)?.startTime });
+    found.set(entry.pid, { pid: entry.pid, name: entry.name, why: entry.why, startTime: table.processes.get(entry.pid)?.startTime });
   }
   return found;
 }

@@ -89,8 +89,11 @@ export interface SupervisorOptions {
   logger?: Logger;
   /** Start the sentinel that kills every tree if this process dies without shutdown. Default true. */
   sentinel?: boolean;
-  /** Install SIGINT/SIGTERM handlers: the first runs shutdown(), a second forces the SIGKILL fast path. Default false. */
-  handleSignals?: boolean;
+  /**
+   * Install SIGINT/SIGTERM handlers: the first runs shutdown(), a second forces the SIGKILL fast path. Default false.
+   * With an object: `onShutdown` runs with the report before the process exits (`exit: false` keeps it alive).
+   */
+  handleSignals?: boolean | { exit?: boolean; onShutdown?: (report: ShutdownReport) => void | Promise<void> };
   /** Passed to the root actor (e.g. `@statelyai/inspect`'s `inspector.inspect`). */
   inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
   /** How long `shutdown()` waits for confirmed stops before reporting what survived. Default: longest grace + 30 s. */
@@ -652,11 +655,20 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     return shutdownPromise;
   };
 
-  if (options.handleSignals === true) {
+  if (options.handleSignals !== undefined && options.handleSignals !== false) {
+    const signalOptions = options.handleSignals === true ? {} : options.handleSignals;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (shutdownPromise === undefined) {
         logger.warn({ signal }, 'shutting down (send the signal again to skip the grace period)');
-        void shutdown().then((report) => process.exit(report.ok ? 0 : 1));
+        void shutdown()
+          .then(async (report) => {
+            await signalOptions.onShutdown?.(report);
+            if (signalOptions.exit !== false) process.exit(report.ok ? 0 : 1);
+          })
+          .catch((error: unknown) => {
+            logger.fatal({ err: error }, 'shutdown failed');
+            if (signalOptions.exit !== false) process.exit(1);
+          });
       } else {
         hurry = true;
         logger.warn({ signal }, 'second signal: SIGKILL fast path (still confirmed)');

@@ -40,7 +40,10 @@ export interface TerminationReport {
 export interface TerminateOptions {
   /** How long processes get between SIGTERM and SIGKILL. Default 5000. */
   graceMs?: number;
-  /** A polite request while the tree still runs (e.g. the WebUI's server-stop); failures are logged and ignored. */
+  /**
+   * A polite request while the tree still runs (e.g. the WebUI's server-stop). Resolving `false` or rejecting
+   * means it was not delivered: the protocol then goes straight on to signals without the polite wait.
+   */
   beforeSignals?: () => Promise<unknown>;
   /** How long to wait for the tree to exit by itself after `beforeSignals`. Default: `graceMs`. */
   politeWaitMs?: number;
@@ -118,12 +121,15 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
 
   // 0. Ask politely while the tree still runs, then give it time to leave by itself.
   if (options.beforeSignals !== undefined && current.length > 0 && options.immediate !== true) {
+    let delivered = true;
     try {
-      await options.beforeSignals();
+      // A hook that resolves `false` says the request never arrived (e.g. the server is not listening yet).
+      delivered = (await options.beforeSignals()) !== false;
     } catch {
       // A refused or failed polite request only means we go on to signals.
+      delivered = false;
     }
-    const politeDeadline = performance.now() + (options.politeWaitMs ?? graceMs);
+    const politeDeadline = performance.now() + (delivered ? (options.politeWaitMs ?? graceMs) : 0);
     while (current.length > 0 && performance.now() < politeDeadline && options.shouldHurry?.() !== true) {
       await sleep(pollMs);
       current = await collect();

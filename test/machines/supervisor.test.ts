@@ -24,6 +24,8 @@ interface Options {
   stuck?: string[];
   /** Instances whose machine errors on launch (a broken action). */
   broken?: string[];
+  /** Makes writeDiagnosticBundle wait until this promise settles. */
+  bundleGate?: Promise<void>;
 }
 
 // A supervisor over fake trees, with a record of the order in which things happened.
@@ -72,6 +74,7 @@ function supervise(options: Options = {}) {
       }),
       writeDiagnosticBundle: fromPromise<unknown, EmergencyInput>(async ({ input }) => {
         emergencyInputs.push(['writeDiagnosticBundle', input]);
+        await options.bundleGate;
         return { path: '.warden/diagnostics/1.tar' };
       }),
     },
@@ -216,6 +219,27 @@ describe('supervisor', () => {
     expect(s.actor.getSnapshot().context.holdRestarts).toBe(true);
     await s.send({ type: 'RESET' });
     expect(s.actor.getSnapshot().value).toEqual({ supervising: 'normal' });
+    await s.send({ type: 'START', id: 'webui' });
+    expect(s.stateOf('webui')).toEqual({ spawning: 'awaitingHealth' });
+  });
+
+  test('a RESET sent while the emergency still reaps and writes its bundle is honoured when they finish', async () => {
+    let open = (): void => undefined;
+    const bundleGate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const s = supervise({ bundleGate });
+    await startAll(s, ['webui', 'webui-2']);
+    await s.send({ type: 'SAMPLE', at: 1000, counts: { python: 14, shell: 2, total: 16, stale: 3, foreign: 1 } });
+    expect(s.actor.getSnapshot().value).toMatchObject({ supervising: { emergency: expect.anything() } });
+
+    await s.send({ type: 'RESET' });
+    expect(s.actor.getSnapshot().context.holdRestarts).toBe(true);
+    open();
+    await s.send({ type: 'SAMPLE', at: 2000, counts: { python: 0, shell: 0, total: 0, stale: 0, foreign: 0 } });
+
+    expect(s.actor.getSnapshot().value).toEqual({ supervising: 'normal' });
+    expect(s.actor.getSnapshot().context.holdRestarts).toBe(false);
     await s.send({ type: 'START', id: 'webui' });
     expect(s.stateOf('webui')).toEqual({ spawning: 'awaitingHealth' });
   });
