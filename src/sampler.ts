@@ -1,7 +1,8 @@
 // The RxJS sampler: interval → process table (never overlapping) → per-instance counts, stale and foreign processes.
 import { Observable, defer, exhaustMap, interval, share, startWith } from 'rxjs';
-import { STATE_DIR_VARIABLE, classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, readEnvironVariable, snapshot } from './process/index.js';
-import type { Lookalike, LookalikeProfile, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
+import { MARKER_VARIABLE, STATE_DIR_VARIABLE, classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, readEnvironVariable, snapshot } from './process/index.js';
+import { hasProcfs } from './process/procfs.js';
+import type { Lookalike, LookalikeMemo, LookalikeProfile, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
 
 /** Counts of one instance's owned processes. */
 export interface RoleCounts {
@@ -51,8 +52,8 @@ export interface SamplerOptions {
   liveMarkers: () => ReadonlySet<string>;
   /** Reads the table; defaults to snapshot(). */
   readTable?: () => Promise<ProcessTable>;
-  /** Sees each raw table before classification (the runtime re-identifies shell and Python from it). */
-  onTable?: (table: ProcessTable) => void;
+  /** Sees each raw table before classification (the runtime re-identifies shell and Python from it), with the sample's cached marker reader. */
+  onTable?: (table: ProcessTable, readMarker: (pid: number) => string | undefined) => void;
 }
 
 const emptyCounts = (): RoleCounts => ({ python: 0, shell: 0, other: 0, total: 0 });
@@ -69,13 +70,17 @@ export function classifyTable(
   instances: SampledInstance[],
   liveMarkers: ReadonlySet<string>,
   stateDir?: string,
+  readMarker?: (pid: number) => string | undefined,
 ): Pick<Sample, 'perInstance' | 'stale' | 'foreign'> & { counted: Set<number> } {
   const perInstance: Record<string, RoleCounts> = {};
   const counted = new Set<number>();
+  // Every marker is read once per table, then shared by every instance's ownership proof.
+  const markers = findMarked(table, readMarker === undefined ? {} : { readMarker });
+  const markerOf = (pid: number): string | undefined => markers.get(pid);
   for (const instance of instances) {
     const counts = emptyCounts();
     if (instance.owner !== undefined) {
-      const owned = collectOwned(instance.owner, table);
+      const owned = collectOwned(instance.owner, table, { readMarker: markerOf });
       const shells = new Set(owned.filter((entry) => entry.role === 'shell').map((entry) => entry.info.pid));
       for (const entry of owned) {
         if (counted.has(entry.info.pid)) continue;
@@ -89,7 +94,7 @@ export function classifyTable(
   const managed = new Set(instances.map((instance) => instance.id));
   const staleByMarker = new Map<string, StaleGroup>();
   const markedPids = new Set<number>();
-  for (const [pid, marker] of findMarked(table)) {
+  for (const [pid, marker] of markers) {
     markedPids.add(pid);
     if (counted.has(pid) || liveMarkers.has(marker)) continue;
     const parsed = parseMarker(marker);
@@ -105,8 +110,9 @@ export function classifyTable(
   }
   const foreign: Lookalike[] = [];
   const seenForeign = new Set<number>();
+  const memo: LookalikeMemo = new Map();
   for (const instance of instances) {
-    for (const lookalike of findLookalikes(table, instance.profile, markedPids)) {
+    for (const lookalike of findLookalikes(table, instance.profile, markedPids, memo)) {
       if (seenForeign.has(lookalike.pid)) continue;
       seenForeign.add(lookalike.pid);
       foreign.push(lookalike);
@@ -118,13 +124,27 @@ export function classifyTable(
 
 // A stream of samples every `intervalMs`; a slow read skips ticks instead of piling up (exhaustMap).
 export function createSampler(options: SamplerOptions): Observable<Sample> {
-  const readTable = options.readTable ?? (() => snapshot({ cmdline: true }));
+  // argv is read later only for the few shells and Pythons that might be look-alikes.
+  const readTable = options.readTable ?? (() => snapshot({ cmdline: false, uid: false }));
   const history: Array<{ at: number; total: number }> = [];
+  // A process's marker comes from its environment at exec: cached per pid + start time + name (an exec changes
+  // the name), so a steady table costs no environment reads. terminate() never uses this cache.
+  let markerCache = new Map<string, string | undefined>();
   const sampleOnce = async (): Promise<Sample> => {
     const started = performance.now();
     const table = await readTable();
-    options.onTable?.(table);
-    const { perInstance, stale, foreign } = classifyTable(table, options.instances(), options.liveMarkers(), options.stateDir);
+    const nextCache = new Map<string, string | undefined>();
+    const cachedMarker = (pid: number): string | undefined => {
+      const info = table.processes.get(pid);
+      const key = `${pid}:${info?.startTime}:${info?.name}`;
+      const value = markerCache.has(key) ? markerCache.get(key) : readEnvironVariable(pid, MARKER_VARIABLE);
+      nextCache.set(key, value);
+      return value;
+    };
+    const readMarker = hasProcfs ? cachedMarker : (pid: number) => readEnvironVariable(pid, MARKER_VARIABLE);
+    options.onTable?.(table, readMarker);
+    const { perInstance, stale, foreign } = classifyTable(table, options.instances(), options.liveMarkers(), options.stateDir, hasProcfs ? cachedMarker : undefined);
+    markerCache = nextCache;
     let python = 0;
     let shell = 0;
     let total = 0;

@@ -444,8 +444,8 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         })),
       liveMarkers,
       stateDir: config.stateDir,
-      onTable: (table) => {
-        for (const runtime of runtimes.values()) runtime.handle?.identify(table);
+      onTable: (table, readMarker) => {
+        for (const runtime of runtimes.values()) runtime.handle?.identify(table, { readMarker });
       },
     }).subscribe({
       next: (sample) => {

@@ -16,7 +16,7 @@ export { MARKER_VARIABLE, STATE_DIR_VARIABLE } from './types.js';
 export type { ProcessInfo, ProcessTable, ProcessIdentity, ProcessRole } from './types.js';
 export { portAnswers, listeningPids } from './ports.js';
 export { findLookalikes } from './lookalikes.js';
-export type { Lookalike, LookalikeProfile } from './lookalikes.js';
+export type { Lookalike, LookalikeMemo, LookalikeProfile } from './lookalikes.js';
 export { Registry, RegistryError, RegistryCorruptError, launchRecord } from './registry.js';
 export type { LaunchRecord, LaunchRecordPatch } from './registry.js';
 export { acquireLock, SupervisorLockedError } from './lock.js';

@@ -1,7 +1,7 @@
 // Foreign look-alikes: processes that resemble an instance (same cwd or launch script) but carry none of our markers.
 import { readlinkSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { environReadable, hasProcfs } from './procfs.js';
+import { environReadable, hasProcfs, readCmdline } from './procfs.js';
 import { classifyRole } from './roles.js';
 import type { ProcessInfo, ProcessRole, ProcessTable } from './types.js';
 
@@ -28,27 +28,45 @@ function cwdOf(pid: number): string | undefined {
   }
 }
 
+/** What one table tells about a candidate; shared across several instances' checks of the same table. */
+export type LookalikeMemo = Map<number, { info: ProcessInfo; role: ProcessRole; cwd: string | undefined; judgeable: boolean }>;
+
 // Shell or Python processes in the table that share the instance's cwd or run its script, excluding `ours`.
-export function findLookalikes(table: ProcessTable, profile: LookalikeProfile, ours: ReadonlySet<number>): Lookalike[] {
+export function findLookalikes(table: ProcessTable, profile: LookalikeProfile, ours: ReadonlySet<number>, memo: LookalikeMemo = new Map()): Lookalike[] {
   const cwd = resolve(profile.cwd);
   const script = basename(profile.command);
   const scriptPath = resolve(profile.cwd, profile.command);
   const found: Lookalike[] = [];
   for (const info of table.processes.values()) {
     if (ours.has(info.pid) || info.pid === process.pid || info.state === 'Z' || info.state === 'X') continue;
-    const role = classifyRole(info);
-    if (role === 'other') continue;
-    const why = resemblance(info, cwd, script, scriptPath);
+    const candidate = candidateOf(info, memo);
+    if (candidate.role === 'other') continue;
+    const why = resemblance(candidate.info, candidate.cwd, cwd, script, scriptPath);
     // Unreadable environment (exiting, mid-exec): the missing marker proves nothing, so it is not judged foreign.
-    if (why !== undefined && (!hasProcfs || environReadable(info.pid))) found.push({ pid: info.pid, name: info.name, role, why });
+    if (why !== undefined && candidate.judgeable) found.push({ pid: info.pid, name: info.name, role: candidate.role, why });
   }
   return found;
 }
 
-function resemblance(info: ProcessInfo, cwd: string, script: string, scriptPath: string): string | undefined {
+// Reads what a candidate needs (argv, cwd, whether its environment is readable) once per table.
+function candidateOf(info: ProcessInfo, memo: LookalikeMemo): { info: ProcessInfo; role: ProcessRole; cwd: string | undefined; judgeable: boolean } {
+  const known = memo.get(info.pid);
+  if (known !== undefined) return known;
+  // A table read without argv (the sampler's fast path) gets it here, only for shells and Pythons.
+  const nameRole = classifyRole({ name: info.name, cmdline: undefined });
+  const needsArgv = info.cmdline === undefined && hasProcfs;
+  const full = needsArgv && nameRole !== 'other' ? { ...info, cmdline: readCmdline(info.pid) } : info;
+  const role = classifyRole(full);
+  const entry = role === 'other'
+    ? { info: full, role, cwd: undefined, judgeable: false }
+    : { info: full, role, cwd: cwdOf(info.pid), judgeable: !hasProcfs || environReadable(info.pid) };
+  memo.set(info.pid, entry);
+  return entry;
+}
+
+function resemblance(info: ProcessInfo, processCwd: string | undefined, cwd: string, script: string, scriptPath: string): string | undefined {
   const args = info.cmdline ?? [];
   if (args.some((arg) => arg === scriptPath)) return `runs ${scriptPath}`;
-  const processCwd = cwdOf(info.pid);
   // Merely sitting in the directory (a user's terminal) is not resemblance: it must run a WebUI entry point.
   if (processCwd === cwd) {
     const entry = args.find((arg) => [script, 'launch.py', 'webui.py'].includes(basename(arg)));

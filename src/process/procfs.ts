@@ -1,5 +1,5 @@
 // Linux /proc readers. Each returns `undefined` when the process vanished mid-read: that is normal, not an error.
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import type { ProcessInfo } from './types.js';
 
 // Whether this machine exposes a Linux-style /proc we can read directly.
@@ -47,34 +47,52 @@ export function parseStat(pid: number, text: string): Omit<ProcessInfo, 'cmdline
   };
 }
 
+// One reusable buffer for every /proc read: a sample reads hundreds of small files, and a fresh buffer per read
+// was the largest allocation cost of sampling (procfs files report size 0, so readFileSync grows buffers).
+let scratch = Buffer.allocUnsafe(16 * 1024);
+
 function readText(path: string): string | undefined {
+  let fd: number;
   try {
-    return readFileSync(path, 'latin1');
+    fd = openSync(path, 'r');
   } catch {
     return undefined;
+  }
+  try {
+    let length = 0;
+    for (;;) {
+      if (length === scratch.length) {
+        const bigger = Buffer.allocUnsafe(scratch.length * 2);
+        scratch.copy(bigger, 0, 0, length);
+        scratch = bigger;
+      }
+      const read = readSync(fd, scratch, length, scratch.length - length, null);
+      if (read === 0) break;
+      length += read;
+    }
+    return scratch.toString('latin1', 0, length);
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
   }
 }
 
 // Reads one process's row; `undefined` if it is gone (or was never there).
-export function readProcess(pid: number, withCmdline = true): ProcessInfo | undefined {
+export function readProcess(pid: number, withCmdline = true, withUid = true): ProcessInfo | undefined {
   const stat = readText(`/proc/${pid}/stat`);
   if (stat === undefined) return undefined;
   const parsed = parseStat(pid, stat);
   if (parsed === undefined) return undefined;
   let uid: number | undefined;
-  try {
-    uid = statSync(`/proc/${pid}`).uid;
-  } catch {
-    return undefined;
-  }
-  let cmdline: string[] | undefined;
-  if (withCmdline) {
-    const raw = readText(`/proc/${pid}/cmdline`);
-    if (raw !== undefined && raw.length > 0) {
-      cmdline = (raw.endsWith('\0') ? raw.slice(0, -1) : raw).split('\0');
+  if (withUid) {
+    try {
+      uid = statSync(`/proc/${pid}`).uid;
+    } catch {
+      return undefined;
     }
   }
-  return { ...parsed, cmdline, uid };
+  return { ...parsed, cmdline: withCmdline ? readCmdline(pid) : undefined, uid };
 }
 
 // Reads just the start time of a pid, the cheapest identity check before a signal.
@@ -103,4 +121,11 @@ export function readEnvironVariable(pid: number, variable: string): string | und
 export function environReadable(pid: number): boolean {
   const raw = readText(`/proc/${pid}/environ`);
   return raw !== undefined && raw.length > 0;
+}
+
+// One process's argument vector, or `undefined` if it is gone or has none (kernel threads, zombies).
+export function readCmdline(pid: number): string[] | undefined {
+  const raw = readText(`/proc/${pid}/cmdline`);
+  if (raw === undefined || raw.length === 0) return undefined;
+  return (raw.endsWith('\0') ? raw.slice(0, -1) : raw).split('\0');
 }

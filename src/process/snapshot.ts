@@ -8,21 +8,23 @@ export interface SnapshotOptions {
   backend?: 'proc' | 'ps-list';
   /** Read each command line (one more file per process on Linux). Default true. */
   cmdline?: boolean;
+  /** Read each owner uid (one more stat per process on Linux). Default true. */
+  uid?: boolean;
 }
 
 // The whole process table at one instant; processes that vanish mid-read are skipped.
 export async function snapshot(options: SnapshotOptions = {}): Promise<ProcessTable> {
   const backend = options.backend ?? (hasProcfs ? 'proc' : 'ps-list');
-  if (backend === 'proc') return snapshotProcSync(options.cmdline ?? true);
+  if (backend === 'proc') return snapshotProcSync(options.cmdline ?? true, options.uid ?? true);
   return snapshotPsList();
 }
 
 // The /proc reader, synchronous: a few hundred small reads are faster without promise overhead.
-export function snapshotProcSync(withCmdline = true): ProcessTable {
+export function snapshotProcSync(withCmdline = true, withUid = true): ProcessTable {
   if (!hasProcfs) throw new Error('The /proc process table is not available on this system (use the ps-list backend).');
   const processes = new Map<number, ProcessInfo>();
   for (const pid of listProcPids()) {
-    const info = readProcess(pid, withCmdline);
+    const info = readProcess(pid, withCmdline, withUid);
     if (info !== undefined) processes.set(pid, info);
   }
   return { backend: 'proc', takenAt: Date.now(), processes };

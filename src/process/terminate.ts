@@ -78,7 +78,7 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
   const graceMs = options.graceMs ?? 5000;
   const pollMs = options.pollIntervalMs ?? 20;
   const confirmMs = options.confirmTimeoutMs ?? 5000;
-  const readTable = options.readTable ?? (() => snapshot({ cmdline: false }));
+  const readTable = options.readTable ?? (() => snapshot({ cmdline: false, uid: false }));
   let reads = 0;
   // Start times are re-checked before each signal in the unit of the table they were read from.
   let tableClock: ProcessTable['backend'] = 'proc';

@@ -1,0 +1,171 @@
+// The supervisor's own cost and its reaction time:
+//   1. CPU and RSS of the supervising process with N healthy instances, sampling at 1 Hz, over a window
+//      (goal: < 0.5 % of one core, RSS < 150 MB);
+//   2. runaway containment: an instance in a spawn storm (`--spawn-storm`), counted in samples from the first
+//      sample that sees an extra process to the sample that sees the instance contained (goal ≤ 2).
+//
+//   npx tsx bench/supervisor.bench.ts [--instances 10] [--seconds 60] [--storm-rounds 3]
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createSupervisor } from '../src/index.js';
+import type { Supervisor, WardenEvent } from '../src/index.js';
+import { FAKE_WEBUI_DIR, machineInfo, numberFlag, printMachine, round2, runStandalone, stats, table, writeResults } from './lib.js';
+
+const dirs: string[] = [];
+const supervisors: Supervisor[] = [];
+
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(dir);
+  return dir;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
+}
+
+// One instance running a private copy of the fake WebUI (copies keep look-alike checks between instances quiet).
+async function instanceConfig(id: string, args: string[]): Promise<Record<string, unknown>> {
+  const port = await freePort();
+  const cwd = tempDir(`warden-bench-${id}-`);
+  const copy = join(cwd, 'fake-webui');
+  cpSync(FAKE_WEBUI_DIR, copy, { recursive: true, filter: (source) => !source.includes('__pycache__') });
+  return {
+    id,
+    command: join(copy, 'webui.sh'),
+    args: ['--port', String(port), ...args],
+    cwd,
+    env: { FAKE_WEBUI_STATE_DIR: cwd },
+    health: { url: `http://127.0.0.1:${port}/internal/ping`, intervalMs: 2000, timeoutMs: 1000 },
+    restart: { onCrash: false },
+  };
+}
+
+export interface IdleCostResult {
+  instances: number;
+  seconds: number;
+  cpuPercentOfOneCore: number;
+  rssMb: { start: number; end: number; max: number };
+  samples: number;
+  sampleMs: { median: number; p90: number };
+  goalMet: boolean;
+}
+
+// CPU and RSS of this process while it supervises `instances` healthy trees for `seconds`.
+export async function runIdleCost(options: { instances: number; seconds: number }): Promise<IdleCostResult> {
+  const stateDir = join(tempDir('warden-bench-state-'), 'state');
+  const instances = await Promise.all(Array.from({ length: options.instances }, (_, index) => instanceConfig(`bench-${index}`, [])));
+  const supervisor = createSupervisor({ stateDir, instances, watchdog: { sampleIntervalMs: 1000, warning: { python: 50, shell: 50 }, critical: { python: 100, shell: 100 } } });
+  supervisors.push(supervisor);
+  await Promise.all(instances.map((instance) => supervisor.start(String(instance.id))));
+  const sampleMs: number[] = [];
+  const subscription = supervisor.events$.subscribe((event: WardenEvent) => {
+    if (event.type === 'sample') sampleMs.push(event.sample.durationMs);
+  });
+  // Let start-up settle, then measure a clean window.
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  global.gc?.();
+  const rssStart = process.memoryUsage().rss;
+  let rssMax = rssStart;
+  const rssTimer = setInterval(() => {
+    rssMax = Math.max(rssMax, process.memoryUsage().rss);
+  }, 1000);
+  sampleMs.length = 0;
+  const cpuStart = process.cpuUsage();
+  const wallStart = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, options.seconds * 1000));
+  const cpu = process.cpuUsage(cpuStart);
+  const wallMs = performance.now() - wallStart;
+  clearInterval(rssTimer);
+  subscription.unsubscribe();
+  const rssEnd = process.memoryUsage().rss;
+  const cpuPercent = ((cpu.user + cpu.system) / 1000 / wallMs) * 100;
+  const running = supervisor.status().instances.filter((instance) => instance.state === 'running').length;
+  const report = await supervisor.shutdown();
+  if (!report.ok || running !== options.instances) throw new Error(`idle cost run invalid: ${running} running, shutdown ok ${report.ok}`);
+  const mb = (bytes: number): number => round2(bytes / 1024 / 1024);
+  const sampled = stats(sampleMs);
+  return {
+    instances: options.instances,
+    seconds: options.seconds,
+    cpuPercentOfOneCore: round2(cpuPercent),
+    rssMb: { start: mb(rssStart), end: mb(rssEnd), max: mb(rssMax) },
+    samples: sampleMs.length,
+    sampleMs: { median: round2(sampled.median), p90: round2(sampled.p90) },
+    goalMet: cpuPercent < 0.5 && rssMax < 150 * 1024 * 1024,
+  };
+}
+
+export interface ContainmentResult {
+  rounds: Array<{ samplesToContained: number; extraSeen: number; level: string }>;
+  worst: number;
+  goalMet: boolean;
+}
+
+// Samples from the first one that sees a storm's extra process to the one that sees the instance contained.
+export async function runContainment(options: { rounds: number }): Promise<ContainmentResult> {
+  const rounds: ContainmentResult['rounds'] = [];
+  for (let round = 0; round < options.rounds; round += 1) {
+    const stateDir = join(tempDir('warden-bench-state-'), 'state');
+    const instance = await instanceConfig(`storm-${round}`, ['--workers', '1', '--spawn-storm', '--storm-interval', '0.1', '--storm-max', '40']);
+    const supervisor = createSupervisor({ stateDir, instances: [instance], watchdog: { sampleIntervalMs: 1000 } });
+    supervisors.push(supervisor);
+    const samples: Array<{ total: number; python: number }> = [];
+    let level = 'ok';
+    supervisor.events$.subscribe((event: WardenEvent) => {
+      if (event.type === 'sample') samples.push({ total: event.sample.counts.total, python: event.sample.counts.python });
+      if (event.type === 'emergency') level = event.level;
+    });
+    // The storm starts with the WebUI; the baseline is bash + launch.py + its first worker.
+    await supervisor.start(String(instance.id)).catch(() => undefined);
+    const baselinePython = 2;
+    const deadline = Date.now() + 30_000;
+    let first = -1;
+    let contained = -1;
+    while (Date.now() < deadline && contained < 0) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      if (first < 0) first = samples.findIndex((sample) => sample.python > baselinePython);
+      if (first >= 0) contained = samples.findIndex((sample, index) => index > first && sample.total === 0);
+    }
+    if (contained < 0) throw new Error(`round ${round}: the storm was not contained within 30 s`);
+    rounds.push({ samplesToContained: contained - first, extraSeen: (samples[first]?.python ?? 0) - baselinePython, level });
+    await supervisor.shutdown();
+  }
+  const worst = Math.max(...rounds.map((entry) => entry.samplesToContained));
+  return { rounds, worst, goalMet: worst <= 2 };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const machine = machineInfo();
+  console.log(`webui-warden supervisor benchmark: npx tsx bench/supervisor.bench.ts ${argv.join(' ')}`.trimEnd());
+  printMachine(machine);
+  try {
+    const idle = await runIdleCost({ instances: numberFlag(argv, '--instances', 10), seconds: numberFlag(argv, '--seconds', 60) });
+    console.log(`\n== supervisor cost: ${idle.instances} healthy instances, 1 Hz sampling, ${idle.seconds} s ==`);
+    console.log(
+      table(
+        ['CPU (% of one core)', 'RSS start MB', 'RSS max MB', 'samples', 'sample ms median', 'sample ms p90', 'goal', 'verdict'],
+        [[idle.cpuPercentOfOneCore, idle.rssMb.start, idle.rssMb.max, idle.samples, idle.sampleMs.median, idle.sampleMs.p90, '< 0.5 %, < 150 MB', idle.goalMet ? 'met' : 'NOT MET']],
+      ),
+    );
+    const containment = await runContainment({ rounds: numberFlag(argv, '--storm-rounds', 3) });
+    console.log('\n== runaway containment (--spawn-storm), samples from first extra process to contained ==');
+    console.log(table(['round', 'samples', 'extra python at first sight', 'watchdog level'], containment.rounds.map((entry, index) => [index + 1, entry.samplesToContained, entry.extraSeen, entry.level])));
+    console.log(`worst ${containment.worst} samples (goal ≤ 2): ${containment.goalMet ? 'met' : 'NOT MET'}`);
+    writeResults('supervisor', { command: `npx tsx bench/supervisor.bench.ts ${argv.join(' ')}`.trimEnd(), machine, idle, containment });
+  } finally {
+    await Promise.all(supervisors.map((supervisor) => supervisor.shutdown().catch(() => undefined)));
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+runStandalone(import.meta.url, main);
