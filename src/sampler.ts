@@ -71,6 +71,7 @@ export function classifyTable(
   liveMarkers: ReadonlySet<string>,
   stateDir?: string,
   readMarker?: (pid: number) => string | undefined,
+  memo: LookalikeMemo = new Map(),
 ): Pick<Sample, 'perInstance' | 'stale' | 'foreign'> & { counted: Set<number> } {
   const perInstance: Record<string, RoleCounts> = {};
   const counted = new Set<number>();
@@ -110,7 +111,6 @@ export function classifyTable(
   }
   const foreign: Lookalike[] = [];
   const seenForeign = new Set<number>();
-  const memo: LookalikeMemo = new Map();
   for (const instance of instances) {
     for (const lookalike of findLookalikes(table, instance.profile, markedPids, memo)) {
       if (seenForeign.has(lookalike.pid)) continue;
@@ -130,6 +130,7 @@ export function createSampler(options: SamplerOptions): Observable<Sample> {
   // A process's marker comes from its environment at exec: cached per pid + start time + name (an exec changes
   // the name), so a steady table costs no environment reads. terminate() never uses this cache.
   let markerCache = new Map<string, string | undefined>();
+  const lookalikeMemo: LookalikeMemo = new Map();
   const sampleOnce = async (): Promise<Sample> => {
     const started = performance.now();
     const table = await readTable();
@@ -143,8 +144,9 @@ export function createSampler(options: SamplerOptions): Observable<Sample> {
     };
     const readMarker = hasProcfs ? cachedMarker : (pid: number) => readEnvironVariable(pid, MARKER_VARIABLE);
     options.onTable?.(table, readMarker);
-    const { perInstance, stale, foreign } = classifyTable(table, options.instances(), options.liveMarkers(), options.stateDir, hasProcfs ? cachedMarker : undefined);
+    const { perInstance, stale, foreign } = classifyTable(table, options.instances(), options.liveMarkers(), options.stateDir, hasProcfs ? cachedMarker : undefined, lookalikeMemo);
     markerCache = nextCache;
+    for (const pid of lookalikeMemo.keys()) if (!table.processes.has(pid)) lookalikeMemo.delete(pid);
     let python = 0;
     let shell = 0;
     let total = 0;

@@ -28,7 +28,10 @@ function cwdOf(pid: number): string | undefined {
   }
 }
 
-/** What one table tells about a candidate; shared across several instances' checks of the same table. */
+/**
+ * What is known about each candidate, shared across instances and (keyed by pid, checked against start time and
+ * name, which an exec changes) across samples: argv, cwd and environment are read once per process, not per sample.
+ */
 export type LookalikeMemo = Map<number, { info: ProcessInfo; role: ProcessRole; cwd: string | undefined; judgeable: boolean }>;
 
 // Shell or Python processes in the table that share the instance's cwd or run its script, excluding `ours`.
@@ -51,7 +54,7 @@ export function findLookalikes(table: ProcessTable, profile: LookalikeProfile, o
 // Reads what a candidate needs (argv, cwd, whether its environment is readable) once per table.
 function candidateOf(info: ProcessInfo, memo: LookalikeMemo): { info: ProcessInfo; role: ProcessRole; cwd: string | undefined; judgeable: boolean } {
   const known = memo.get(info.pid);
-  if (known !== undefined) return known;
+  if (known !== undefined && known.info.startTime === info.startTime && known.info.name === info.name) return known;
   // A table read without argv (the sampler's fast path) gets it here, only for shells and Pythons.
   const nameRole = classifyRole({ name: info.name, cmdline: undefined });
   const needsArgv = info.cmdline === undefined && hasProcfs;
@@ -60,6 +63,8 @@ function candidateOf(info: ProcessInfo, memo: LookalikeMemo): { info: ProcessInf
   const entry = role === 'other'
     ? { info: full, role, cwd: undefined, judgeable: false }
     : { info: full, role, cwd: cwdOf(info.pid), judgeable: !hasProcfs || environReadable(info.pid) };
+  // An unreadable environment may be a moment mid-exec: judge it again next time rather than remember it.
+  if (role !== 'other' && !entry.judgeable) return entry;
   memo.set(info.pid, entry);
   return entry;
 }
