@@ -573,7 +573,7 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 // The received value as JSON, shortened; `undefined` (a missing field) has no JSON and is written as such.
-function formatReceived(value: unknown): string {
+export function formatReceived(value: unknown): string {
   let text: string;
   try {
     text = JSON.stringify(value) ?? String(value);

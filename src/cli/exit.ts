@@ -1,5 +1,5 @@
 // Exit codes and error reporting of the `warden` CLI: one line on stderr for anything a user can fix, never a stack.
-import { ConfigError } from '../config.js';
+import { ConfigError, formatReceived } from '../config.js';
 import { WardenError } from '../errors.js';
 
 /** Every exit code the CLI uses (documented in docs/CLI.md). Codes ≥ 64 follow BSD sysexits.h. */
@@ -60,13 +60,7 @@ export function reportError(error: unknown): number {
   return exitCodeOf(error);
 }
 
+// A received value as the config errors write it; `undefined` (a missing field) reads as "nothing" on the CLI.
 function received(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  let text: string;
-  try {
-    text = JSON.stringify(value) ?? String(value);
-  } catch {
-    text = String(value);
-  }
-  return text.length > 80 ? `${text.slice(0, 79)}…` : text;
+  return value === undefined ? 'nothing' : formatReceived(value);
 }
