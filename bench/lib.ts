@@ -35,6 +35,8 @@ export interface MachineInfo {
 export function machineInfo(): MachineInfo {
   let nproc = os.availableParallelism();
   try {
+    // PROCESS LIFECYCLE: creates a subprocess
+    // Parent tracking: synchronous child, awaited here.   Cleanup handled by: it exits by itself.   Known risks: none.
     nproc = Number(execFileSync('nproc', { encoding: 'utf8' }).trim()) || nproc;
   } catch {
     // keep Node's answer

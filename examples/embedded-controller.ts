@@ -217,6 +217,8 @@ function printShutdown(report: ShutdownReport, say: (text: string) => void): num
 // The Python interpreter itself (not a version manager's shim), for the fake WebUI's python_cmd.
 function pythonInterpreter(): string {
   try {
+    // PROCESS LIFECYCLE: creates a subprocess
+    // Parent tracking: synchronous child, awaited here.   Cleanup handled by: it exits by itself (timeout kills it).   Known risks: none.
     return execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8', timeout: 10_000 }).trim() || 'python3';
   } catch {
     return 'python3';

@@ -124,6 +124,8 @@ function startFake(args: string[]): Tree {
   const stateDir = mkdtempSync(join(tmpdir(), 'fake-webui-test-'));
   const env: NodeJS.ProcessEnv = { ...process.env, [MARKER_VAR]: marker, FAKE_WEBUI_STATE_DIR: stateDir };
   delete env.COMMANDLINE_ARGS; // launch.py would append it
+  // PROCESS LIFECYCLE: creates a subprocess
+  // Parent tracking: own process group (detached) + a random FAKE_WEBUI_TEST marker in the environment.   Cleanup handled by: afterEach (group SIGKILL, then every pid carrying the marker).   Known risks: none past the test.
   const child = spawn('bash', [WEBUI_SH, '--port', '0', '--port-file', join(stateDir, 'port'), ...args], {
     detached: true, // own session and process group: pgid === bash pid
     env,

@@ -45,6 +45,8 @@ let python = 'python3';
 
 beforeAll(() => {
   // The interpreter itself: a version manager's `python3` is a bash shim, which would count as a shell in the tree.
+  // PROCESS LIFECYCLE: creates a subprocess
+  // Parent tracking: synchronous child, awaited here.   Cleanup handled by: it exits by itself.   Known risks: none.
   python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim() || 'python3';
 });
 

@@ -530,6 +530,8 @@ async function leftoversOf(id: string): Promise<Array<{ pid: number; name: strin
 // The real Python 3 binary behind `python3` (pyenv and friends put a bash shim on PATH).
 function interpreter(): string {
   try {
+    // PROCESS LIFECYCLE: creates a subprocess
+    // Parent tracking: synchronous child, awaited here.   Cleanup handled by: it exits by itself (10 s timeout kills it).   Known risks: none.
     const path = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8', timeout: 10_000 }).trim();
     return path === '' ? 'python3' : path;
   } catch {

@@ -33,6 +33,8 @@ let python = 'python3';
 
 beforeAll(() => {
   // The interpreter itself: a version manager's `python3` is a bash shim, which would count as a shell.
+  // PROCESS LIFECYCLE: creates a subprocess
+  // Parent tracking: synchronous child, awaited here.   Cleanup handled by: it exits by itself.   Known risks: none.
   python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim() || 'python3';
 });
 
@@ -302,6 +304,8 @@ describe('warden reap', () => {
     expect(named.code).toBe(0);
     expect(named.stdout).toContain('killed 2 processes of 1 marker; survivors: 0');
     expect(planted.some(alive)).toBe(false);
+    // PROCESS LIFECYCLE: creates a subprocess
+    // Parent tracking: synchronous `test -e`, awaited here.   Cleanup handled by: it exits by itself.   Known risks: none.
     expect(() => execFileSync('test', ['-e', join(dir, '.warden')])).toThrow();
   });
 });

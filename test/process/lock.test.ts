@@ -50,6 +50,8 @@ interface HolderResult {
 // Starts the fixture in its own Node process; resolves with its first line (acquired or refused).
 function startHolder(stateDir: string, startAt?: number): { holder: Child; result: Promise<HolderResult> } {
   const args = ['--import', 'tsx', HOLDER, stateDir, ...(startAt === undefined ? [] : [String(startAt)])];
+  // PROCESS LIFECYCLE: creates a subprocess
+  // Parent tracking: track() keeps the ChildProcess handle.   Cleanup handled by: afterEach kills every tracked child by its handle.   Known risks: none past the test.
   const holder = track(spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] }));
   const result = new Promise<HolderResult>((done, fail) => {
     const lines = createInterface({ input: holder.child.stdout as NodeJS.ReadableStream });
@@ -61,6 +63,8 @@ function startHolder(stateDir: string, startAt?: number): { holder: Child; resul
 
 // A live process with no lock of its own: its pid is what a reused pid looks like.
 function startSleeper(): Child {
+  // PROCESS LIFECYCLE: creates a subprocess
+  // Parent tracking: track() keeps the ChildProcess handle.   Cleanup handled by: afterEach kills every tracked child by its handle.   Known risks: none past the test.
   return track(spawn('sleep', ['60'], { stdio: 'ignore' }));
 }
 
@@ -127,6 +131,8 @@ describe('supervisor lock', () => {
 
   test('of six supervisors racing for one stale lock, exactly one wins and the others name the winner', async () => {
     const stateDir = tempDir();
+    // PROCESS LIFECYCLE: creates a subprocess
+    // Parent tracking: track() keeps the handle; `node -e ''` exits at once.   Cleanup handled by: itself / afterEach.   Known risks: none.
     const gone = track(spawn(process.execPath, ['-e', '']));
     await gone.exited;
     writeLockFile(stateDir, { pid: gone.pid, startTime: gone.startTime });

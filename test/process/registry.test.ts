@@ -84,6 +84,8 @@ describe('registry', () => {
     const registry = await Registry.open(stateDir);
     await registry.add(sampleRecord('webui', 1));
     // A separate process reads the file in a tight loop while this one rewrites it.
+    // PROCESS LIFECYCLE: creates a subprocess
+    // Parent tracking: ChildProcess handle; it reads the registry and exits.   Cleanup handled by: awaited exit in the test.   Known risks: none.
     const reader = spawn(process.execPath, ['-e', `
       const fs = require('node:fs');
       let ok = 0, bad = 0; const until = Date.now() + 60000;
@@ -188,6 +190,8 @@ describe('registry', () => {
 
   test('temp files of a writer that died mid-write are removed on open; a live writer\'s are not', async () => {
     const stateDir = tempDir();
+    // PROCESS LIFECYCLE: creates a subprocess
+    // Parent tracking: ChildProcess handle; `node -e ''` exits at once (a pid known dead).   Cleanup handled by: itself.   Known risks: none.
     const dead = spawn(process.execPath, ['-e', '']);
     await new Promise((resolve) => dead.once('exit', resolve));
     writeFileSync(join(stateDir, `registry.json.tmp-${dead.pid as number}-0badf00d`), '{"half":');

@@ -571,6 +571,8 @@ describe('Windows kill executors', () => {
   });
 
   test('process.kill ends a real process', async () => {
+    // PROCESS LIFECYCLE: creates a subprocess
+    // Parent tracking: ChildProcess handle (pid).   Cleanup handled by: the test kills it through the executor under test, afterEach by its handle.   Known risks: none past the test.
     const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { stdio: 'ignore' });
     try {
       const exited = new Promise((done) => child.once('exit', done));

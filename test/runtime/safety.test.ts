@@ -80,6 +80,8 @@ describe('the supervisor lock', () => {
     const stateDir = join(tempDir('warden-state-'), 'state');
     mkdirSync(stateDir, { recursive: true });
     // A real pid that has exited: the holder of a stale lock.
+    // PROCESS LIFECYCLE: creates a subprocess
+    // Parent tracking: synchronous child; it has exited when spawnSync returns (that is the point: a dead pid).   Cleanup handled by: itself.   Known risks: none.
     const dead = spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim();
     writeFileSync(join(stateDir, 'supervisor.lock'), JSON.stringify({ pid: Number(dead), startTime: 1, hostname: (await import('node:os')).hostname(), startedAt: new Date().toISOString(), nonce: 'dead' }));
     const instance = await fakeInstance();
