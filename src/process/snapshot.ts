@@ -42,7 +42,7 @@ async function snapshotPsList(): Promise<ProcessTable> {
       sid: undefined,
       startTime: row.startTime instanceof Date && !Number.isNaN(row.startTime.getTime()) ? row.startTime.getTime() : undefined,
       state: undefined,
-      name: row.name,
+      name: row.name ?? '',
       cmdline: row.cmd === undefined ? undefined : row.cmd.split(' '),
       uid: row.uid,
     });

@@ -1,0 +1,134 @@
+// Windows for real, under Wine: each scenario runs test/windows/harness.mjs with Windows node.exe in our own
+// prefix (cmd.exe, a fake python.exe and its workers are real Windows processes there), then reads the JSON
+// result the harness wrote to a file (node.exe under Wine dies with EBADF on a Unix pipe).
+// Each scenario ends with nothing owned alive in a fresh listing, decoys alive, and afterEach ends every
+// process of OUR prefix (`wineserver -k` with WINEPREFIX set to the suite's own prefix, never another one).
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { harness, nodeExe, pythonExe, resetPrefix, runsDir, wineEnv, windowsPath } from './wine.js';
+
+interface HarnessResult {
+  scenario: string;
+  failures: string[];
+  notes: string[];
+  timings: Record<string, number>;
+  report?: { survivors: unknown[]; killed: { pid: number; name: string; role: string; signal: string }[]; escalated: boolean };
+  ownedEver?: string[];
+  recorded?: string[];
+  guard?: string[];
+  freshListing?: string;
+  listings?: number;
+  listingsWithEmptyName?: number;
+  /** Set when the launch itself failed before the scenario could start (retried once). */
+  flake?: { what: string; exit: unknown; tree: string };
+}
+
+const HARNESS_TIMEOUT_MS = 75_000;
+let running: ChildProcess | undefined;
+
+// Everything the harness left behind, for a failure message that explains itself.
+function diagnostics(dir: string): string {
+  const parts: string[] = [];
+  for (const file of existsSync(dir) ? readdirSync(dir) : []) {
+    if (!/\.(log|txt|out|json)$/.test(file)) continue;
+    parts.push(`--- ${file}\n${readFileSync(join(dir, file), 'utf8').slice(-6000)}`);
+  }
+  return parts.join('\n');
+}
+
+async function runScenario(scenario: string, attempt = 1): Promise<HarnessResult> {
+  const dir = join(runsDir, attempt === 1 ? scenario : `${scenario}-attempt${attempt}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const out = openSync(join(dir, 'wine-stdout.txt'), 'w');
+  // PROCESS LIFECYCLE: `wine node.exe harness.mjs` is this test's direct child, stdio to a file (not a pipe).
+  // Cleanup: killed by pid on timeout and in afterEach; every Windows process it started dies with
+  //   `wineserver -k` on the suite's own prefix in afterEach.
+  const child = spawn('wine', [nodeExe, harness, scenario, windowsPath(dir), windowsPath(pythonExe)], {
+    env: wineEnv(),
+    stdio: ['ignore', out, out],
+  });
+  closeSync(out);
+  running = child;
+  const exit = await new Promise<number | null | 'timeout'>((resolveExit) => {
+    const timer = setTimeout(() => resolveExit('timeout'), HARNESS_TIMEOUT_MS);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolveExit(code);
+    });
+    child.once('error', () => {
+      clearTimeout(timer);
+      resolveExit(null);
+    });
+  });
+  const resultFile = join(dir, 'result.json');
+  if (exit !== 0 || !existsSync(resultFile)) {
+    throw new Error(`harness ${scenario} ended with ${String(exit)} and ${existsSync(resultFile) ? 'a' : 'no'} result file\n${diagnostics(dir)}`);
+  }
+  const result = JSON.parse(readFileSync(resultFile, 'utf8')) as HarnessResult;
+  if (result.flake !== undefined && attempt === 1) {
+    // A failed start (the root cmd.exe gone before python.exe ran), not a stop failure: once, loudly, again.
+    console.warn(`${scenario}: ${result.flake.what}; retrying once on a fresh prefix\n${JSON.stringify(result.flake)}`);
+    if (running?.exitCode === null) running.kill('SIGKILL');
+    await resetPrefix();
+    return runScenario(scenario, 2);
+  }
+  if (result.failures.length > 0) {
+    throw new Error(`${scenario} failed:\n- ${result.failures.join('\n- ')}\n${diagnostics(dir)}`);
+  }
+  return result;
+}
+
+afterEach(async () => {
+  if (running !== undefined && running.exitCode === null && running.signalCode === null) running.kill('SIGKILL');
+  running = undefined;
+  await resetPrefix();
+});
+
+const pythonKilled = (result: HarnessResult): number => (result.report?.killed ?? []).filter((k) => k.name.toLowerCase() === 'python.exe').length;
+
+describe('Windows under Wine: cmd.exe → python.exe → workers, stopped by the Windows strategy', () => {
+  it('plain stop: cmd.exe parent first, then per-pid taskkill; decoy cmd.exe/python.exe survive', async () => {
+    const result = await runScenario('plain-stop');
+    expect(result.report?.survivors).toEqual([]);
+    expect(result.report?.killed.find((k) => k.role === 'shell')?.name.toLowerCase()).toBe('cmd.exe');
+    expect(pythonKilled(result)).toBe(3);
+  });
+
+  it('polite stop: POST /sdapi/v1/server-stop ends the tree before any kill', async () => {
+    const result = await runScenario('polite-stop');
+    expect(result.report?.survivors).toEqual([]);
+    expect(result.report?.escalated).toBe(false);
+    expect(pythonKilled(result)).toBe(3);
+  });
+
+  it('middle python.exe killed first: its workers keep the dead ppid and are still found and stopped', async () => {
+    const result = await runScenario('middle-killed');
+    expect(result.report?.survivors).toEqual([]);
+    // Only the two stale-ppid orphans were left to stop (cmd.exe exited by itself when launch.py died).
+    expect(pythonKilled(result)).toBe(2);
+  });
+
+  it('.bat relaunch loop with tmp\\restart: both generations (leaked workers included) are stopped', async () => {
+    const result = await runScenario('relaunch');
+    expect(result.report?.survivors).toEqual([]);
+    expect(pythonKilled(result)).toBe(5);
+  });
+
+  it('controller killed (Task Manager "End task"): the force-close guard stops the tree', async () => {
+    const result = await runScenario('controller-killed');
+    expect(result.guard).toEqual(['start', 'track', 'controller-gone', 'stopped']);
+    expect(result.report?.survivors).toEqual([]);
+    expect(pythonKilled(result)).toBe(3);
+  });
+
+  it('controller killed without a guard: the incident (python tree outlives it), then a reap from the persisted record', async () => {
+    const result = await runScenario('controller-killed-unguarded');
+    expect(result.notes.join('\n')).toContain('3 of 3 python.exe outlived the controller');
+    expect(result.report?.survivors).toEqual([]);
+    expect(pythonKilled(result)).toBe(3);
+  });
+});
