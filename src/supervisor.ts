@@ -1,4 +1,5 @@
 // createSupervisor: the machines in machines/ wired to real processes, the sampler, the registry, the lock and the sentinel.
+import { join } from 'node:path';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import { createActor, fromCallback, fromPromise } from 'xstate';
 import type { Actor, AnyActorRef, EventObject, InspectionEvent, Observer } from 'xstate';
@@ -32,6 +33,8 @@ import { reapLeftovers } from './process/reap.js';
 import type { ReapReport } from './process/reap.js';
 import { Registry, launchRecord } from './process/registry.js';
 import { startSentinel } from './process/sentinel.js';
+import { startWindowsGuard } from './process/windows.js';
+import type { WindowsGuard } from './process/windows.js';
 import type { Sentinel } from './process/sentinel.js';
 import { createSampler } from './sampler.js';
 import type { RoleCounts, Sample, StaleGroup } from './sampler.js';
@@ -182,6 +185,8 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
   let registry: Registry | undefined;
   let lock: Lock | undefined;
   let sentinel: Sentinel | undefined;
+  // Windows: the sentinel's counterpart (Windows has no environment markers to read, so it tracks pid trees).
+  let windowsGuard: WindowsGuard | undefined;
   let sampling: Subscription | undefined;
   let lastSample: Sample | undefined;
   let orphanedDetected = 0;
@@ -234,6 +239,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         const record = { instanceId: handle.instanceId, marker: handle.marker, root: handle.root, pgid: handle.pgid };
         await registry?.add(launchRecord(handle));
         await sentinel?.track(record);
+        if (handle.windows !== undefined) await windowsGuard?.track(handle.windows);
         publish({ type: 'launch', at: Date.now(), instance: instance.id, pid: handle.root.pid, marker });
         runtime.logger.info({ pid: handle.root.pid, marker }, 'launched');
         return {
@@ -323,6 +329,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       runtime.handle = undefined;
       await registry?.remove(handle.marker);
       await sentinel?.untrack(handle.marker);
+      await windowsGuard?.untrack(handle.root.pid);
     }
     return report;
   });
@@ -399,7 +406,11 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         const acted = reaped.entries.filter((entry) => entry.action === 'reaped');
         if (reaped.entries.length > 0) publish({ type: 'reap', at: Date.now(), report: reaped });
         if (acted.length > 0) logger.warn({ trees: acted.length, survivors: reaped.survivors.length }, 'reaped what an earlier run left');
-        if (options.sentinel !== false) sentinel = await startSentinel({ stateDir: config.stateDir, logger });
+        if (options.sentinel !== false && process.platform === 'win32') {
+          windowsGuard = await startWindowsGuard({ logPath: join(config.stateDir, 'windows-guard.log') });
+        } else if (options.sentinel !== false) {
+          sentinel = await startSentinel({ stateDir: config.stateDir, logger });
+        }
         actor.start();
         watchTransitions();
         startSampling();
@@ -643,6 +654,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       if (ok) {
         actor.stop();
         await sentinel?.goodbye();
+        await windowsGuard?.goodbye();
       } else {
         // Not confirmed: keep the sentinel armed, so the trees die with this process at the latest.
         logger.error({ survivors }, 'shutdown could not confirm every tree dead; the sentinel stays armed');
