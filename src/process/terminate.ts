@@ -130,8 +130,9 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
       delivered = false;
     }
     const politeDeadline = performance.now() + (delivered ? (options.politeWaitMs ?? graceMs) : 0);
+    const politeWait = backoffPoll(pollMs);
     while (current.length > 0 && performance.now() < politeDeadline && options.shouldHurry?.() !== true) {
-      await sleep(pollMs);
+      await sleep(politeWait());
       current = await collect();
       remember(current);
     }
@@ -157,8 +158,9 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
 
     // 3. Wait out the grace, re-reading; a newcomer at this point is a respawn attempt and gets SIGKILL.
     const graceDeadline = performance.now() + graceMs;
+    const graceWait = backoffPoll(pollMs);
     while (current.length > 0 && performance.now() < graceDeadline && options.shouldHurry?.() !== true) {
-      await sleep(pollMs);
+      await sleep(graceWait());
       current = await collect();
       for (const fresh of remember(current)) send(fresh, 'SIGKILL');
     }
@@ -167,6 +169,7 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
 
   // 4–5. SIGKILL what remains (group first when every member is provably ours), and confirm by re-reading.
   const confirmDeadline = performance.now() + confirmMs;
+  const confirmWait = backoffPoll(pollMs);
   while (current.length > 0) {
     remember(current);
     const groupKilled = killGroupIfWhollyOurs(owner, current, lastTable);
@@ -176,7 +179,7 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
       send(owned, 'SIGKILL');
     }
     if (performance.now() >= confirmDeadline) break;
-    await sleep(pollMs);
+    await sleep(confirmWait());
     current = await collect();
   }
 
@@ -209,6 +212,17 @@ function terminateOnWindows(owner: OwnerRecord, options: TerminateOptions): Prom
     confirmTimeoutMs: options.confirmTimeoutMs ?? 10_000,
     ...(options.readTable !== undefined && { readTable: options.readTable }),
   });
+}
+
+// Poll delays for one waiting phase: 1, 2, 4, 8 … ms up to `maxMs`. A cooperative tree is gone within a few ms
+// of its signal, so the first reads come quickly; a slow one costs a /proc read every `maxMs` at most.
+function backoffPoll(maxMs: number): () => number {
+  let next = 1;
+  return () => {
+    const delay = Math.min(next, maxMs);
+    next *= 2;
+    return delay;
+  };
 }
 
 // SIGKILLs the launch's process group in one call, only when every live member of it is in the owned set.
