@@ -37,7 +37,9 @@ console.log(
 );
 console.log(
   `\nRatio warden/tree-kill: **${t.ratioOfMedians.toFixed(2)}** (ratio of medians; median of the ${t.rounds} per-pair ratios ${t.medianPairRatio.toFixed(2)}). ` +
-    `Goal ≤ 0.50: **${t.goalMet ? 'met' : 'not met'}**. Warden: ${t.wardenSurvivorsTotal} survivors reported, ${t.wardenEscalations} escalations.\n`,
+    `Goal ≤ 0.50: **${t.goalMet ? 'met' : 'not met'}**. Warden: ${t.wardenSurvivorsTotal} survivors reported, ${t.wardenEscalations} escalations; ` +
+    `in ${t.wardenReturnedWhilePresent ?? '?'}/${t.rounds} rounds terminate returned while a tree process was still in /proc and not a zombie` +
+    `${(t.wardenPresentAtReturn ?? []).length > 0 ? ` (${(t.wardenPresentAtReturn ?? []).map((l) => l.join(', ')).join('; ')})` : ''}.\n`,
 );
 const p = t.profile.medians;
 console.log(`Where Warden's time goes (${t.profile.rounds.length} instrumented rounds, default 20 ms poll, medians):\n`);
@@ -56,9 +58,16 @@ console.log(
 );
 console.log(`\nRe-read interval sensitivity (interleaved rounds, same period):\n`);
 console.log(
-  md(['variant', 'n', 'median', 'p90', 'ratio vs tree-kill'], [
-    ...t.pollSensitivity.map((x) => [`Warden, \`pollIntervalMs: ${x.pollIntervalMs}\`${x.pollIntervalMs === 20 ? ' (default)' : ''}`, x.stats.n, ms(x.stats.median), ms(x.stats.p90), x.ratioToTreeKillMedian.toFixed(2)]),
-    ['tree-kill', t.pollSensitivityTreeKill.n, ms(t.pollSensitivityTreeKill.median), ms(t.pollSensitivityTreeKill.p90), '1.00'],
+  md(['variant', 'n', 'median', 'p90', 'ratio vs tree-kill', 'returned while a tree process was still present'], [
+    ...t.pollSensitivity.map((x) => [
+      `Warden, \`pollIntervalMs: ${x.pollIntervalMs}\`${x.pollIntervalMs === 20 ? ' (default)' : ''}`,
+      x.stats.n,
+      ms(x.stats.median),
+      ms(x.stats.p90),
+      x.ratioToTreeKillMedian.toFixed(2),
+      `${x.roundsReturnedWhileTreeProcessPresent ?? '?'}/${x.stats.n}`,
+    ]),
+    ['tree-kill', t.pollSensitivityTreeKill.n, ms(t.pollSensitivityTreeKill.median), ms(t.pollSensitivityTreeKill.p90), '1.00', ''],
   ]),
 );
 console.log('\n### 2. Survivors on tree (b)\n');
@@ -77,7 +86,8 @@ console.log('### 3. snapshot() vs ps-list\n');
 console.log(
   md(['process table read, ms', 'n', 'median', 'p90', 'mean', 'min', 'max', 'ratio vs psList'], [
     row('`snapshot()` (/proc, with cmdline; default)', s.snapshot, [s.ratio.toFixed(3)]),
-    row('`snapshot({ cmdline: false })` (what terminate polls with)', s.snapshotNoCmdline, [s.ratioNoCmdline.toFixed(3)]),
+    row('`snapshot({ cmdline: false })`', s.snapshotNoCmdline, [s.ratioNoCmdline.toFixed(3)]),
+    row('`snapshot({ cmdline: false, uid: false })` (terminate\'s re-read)', s.snapshotMinimal, [s.ratioMinimal.toFixed(3)]),
     row('`psList()` (ps-list 9: one `ps` child process)', s.psList, ['1.000']),
   ]),
 );

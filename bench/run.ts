@@ -1,6 +1,6 @@
 // Runs every benchmark in one process, prints the tables and a summary against the goals, writes bench/results/*.json.
 //
-//   npx tsx bench/run.ts [--rounds 20] [--survivor-rounds 5] [--snapshot-rounds 50] [--profile-rounds 5]
+//   npx tsx bench/run.ts [--rounds 20] [--survivor-rounds 5] [--snapshot-rounds 50] [--profile-rounds 8]
 //   (npm run bench -- --rounds 30)
 import os from 'node:os';
 import { installSignalCleanup, cleanupAll, machineInfo, ms, numberFlag, printMachine, table, writeResults } from './lib.js';
@@ -16,7 +16,7 @@ async function main(argv: string[]): Promise<void> {
     rounds: numberFlag(argv, '--rounds', 20),
     survivorRounds: numberFlag(argv, '--survivor-rounds', 5),
     snapshotRounds: numberFlag(argv, '--snapshot-rounds', 50),
-    profileRounds: numberFlag(argv, '--profile-rounds', 5),
+    profileRounds: numberFlag(argv, '--profile-rounds', 8),
   };
   console.log(`webui-warden benchmarks: npx tsx bench/run.ts ${argv.join(' ')}`.trimEnd());
   printMachine(machine);

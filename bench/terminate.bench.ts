@@ -1,12 +1,12 @@
 // Benchmark 1: stop-to-confirmed-dead (Warden terminate) vs tree-kill's time to merely signal, on tree (a):
 // `bash webui.sh --port 0 --workers 8` (bash → launch.py → 8 workers), cooperative. Alternating rounds, same run.
 //
-//   npx tsx bench/terminate.bench.ts [--rounds 20] [--profile-rounds 5]
+//   npx tsx bench/terminate.bench.ts [--rounds 20] [--profile-rounds 8]
 import { setTimeout as sleep } from 'node:timers/promises';
 import treeKill from 'tree-kill';
-import { snapshot, terminate } from '../src/process/index.js';
+import { snapshot, snapshotProcSync, terminate } from '../src/process/index.js';
 import type { OwnedProcess, ProcessTable, TerminateOptions } from '../src/process/index.js';
-import { readStartTime } from '../src/process/procfs.js';
+import { environReadable, readStartTime } from '../src/process/procfs.js';
 import {
   cleanupTree,
   launchTree,
@@ -40,6 +40,8 @@ interface WardenRound {
   escalated: boolean;
   reads: number;
   markedAfter: number;
+  /** Tree pids (recorded before the stop) still in /proc and not zombies at the instant terminate returned. */
+  presentAtReturn: string[];
 }
 
 interface TreeKillRound {
@@ -74,7 +76,7 @@ interface ProfileRound {
   /** last SIGCONT → death of each part of the tree (1 ms observer): bash, launch.py, the last worker. */
   deathMs: { shell: number | undefined; launchPy: number | undefined; lastWorker: number | undefined; firstWorker: number | undefined };
   /** Reads after the last SIGCONT, with the number of tree pids still alive in each. */
-  pollTimeline: { atMs: number; readMs: number; alive: number }[];
+  pollTimeline: { atMs: number; readMs: number; alive: number; aliveStates: string[] }[];
 }
 
 export interface TerminateBenchResult {
@@ -94,6 +96,9 @@ export interface TerminateBenchResult {
   wardenSurvivorsTotal: number;
   wardenMarkedAfterTotal: number;
   wardenEscalations: number;
+  /** Headline Warden rounds where terminate returned while a tree process was still in /proc, not a zombie. */
+  wardenReturnedWhilePresent: number;
+  wardenPresentAtReturn: string[][];
   treeKillAliveAfter1s: Stats;
   treeKillReapedTotal: number;
   profile: {
@@ -101,7 +106,14 @@ export interface TerminateBenchResult {
     medians: Record<string, number>;
   };
   /** Interleaved rounds: Warden at poll 20 / 5 / 2 ms and tree-kill, ratios against that tree-kill median. */
-  pollSensitivity: { pollIntervalMs: number; stats: Stats; ratioToTreeKillMedian: number }[];
+  pollSensitivity: {
+    pollIntervalMs: number;
+    stats: Stats;
+    ratioToTreeKillMedian: number;
+    /** Rounds where terminate returned while a tree process was still in /proc and not a zombie. */
+    roundsReturnedWhileTreeProcessPresent: number;
+    presentAtReturn: string[][];
+  }[];
   pollSensitivityTreeKill: Stats;
   raw: { warden: WardenRound[]; treeKill: TreeKillRound[] };
 }
@@ -125,11 +137,12 @@ async function readyTree(): Promise<{ tree: BenchTree; owned: number; pids: numb
 }
 
 async function wardenRound(round: number, options: Partial<TerminateOptions> = {}): Promise<WardenRound> {
-  const { tree, owned } = await readyTree();
+  const { tree, owned, pids, members } = await readyTree();
   try {
     const started = performance.now();
     const report = await terminate(tree.handle, { graceMs: GRACE_MS, ...options });
     const elapsed = performance.now() - started;
+    const presentAtReturn = presentNow(pids, members, tree.handle.root.pid);
     const after = markedAlive(tree.handle.marker);
     return {
       round,
@@ -141,10 +154,28 @@ async function wardenRound(round: number, options: Partial<TerminateOptions> = {
       escalated: report.escalated,
       reads: report.reads,
       markedAfter: after.length,
+      presentAtReturn,
     };
   } finally {
     await cleanupTree(tree);
   }
+}
+
+// Which of the recorded tree pids are still in /proc and not zombies right now, as "role:state".
+function presentNow(pids: number[], members: OwnedProcess[], rootPid: number): string[] {
+  const launchPy = members.find((m) => m.role === 'python' && m.info.ppid === rootPid)?.info.pid;
+  const present: string[] = [];
+  for (const pid of pids) {
+    const now = readStartTime(pid);
+    if (now === undefined || now.state === 'Z' || now.state === 'X') continue;
+    const start = members.find((m) => m.info.pid === pid)?.info.startTime;
+    if (start !== undefined && now.startTime !== start) continue; // pid reused: not ours
+    // An exiting process has released its memory: /proc/PID/environ reads empty, so its marker cannot be read.
+    const environ = environReadable(pid) ? 'environ readable' : 'environ empty';
+    const ppid = snapshotProcSync(false).processes.get(pid)?.ppid;
+    present.push(`${pid === rootPid ? 'bash' : pid === launchPy ? 'launch.py' : 'worker'}:${now.state} (${environ}, ppid ${ppid})`);
+  }
+  return present;
 }
 
 async function treeKillRound(round: number): Promise<TreeKillRound> {
@@ -177,7 +208,7 @@ async function profileRound(pollIntervalMs: number): Promise<ProfileRound> {
   const diedAt = new Map<number, number>();
   const { readEnvironVariable } = await import('../src/process/procfs.js');
   const signals: { at: number; pid: number; signal: string }[] = [];
-  const reads: { at: number; readMs: number; alive: number }[] = [];
+  const reads: { at: number; readMs: number; alive: number; aliveStates: string[] }[] = [];
   let markerReads = 0;
   let markerMs = 0;
   let readMs = 0;
@@ -219,10 +250,15 @@ async function profileRound(pollIntervalMs: number): Promise<ProfileRound> {
       pollIntervalMs,
       readTable: async () => {
         const t0 = performance.now();
-        const result = await snapshot({ cmdline: false });
+        // The same read terminate makes by default (src/process/terminate.ts: cmdline and uid skipped).
+        const result = await snapshot({ cmdline: false, uid: false });
         const t1 = performance.now();
         readMs += t1 - t0;
-        reads.push({ at: t0, readMs: t1 - t0, alive: treeAlive(result) });
+        const aliveStates = pids
+          .map((pid) => ({ pid, info: result.processes.get(pid) }))
+          .filter(({ info }) => info !== undefined && info.state !== 'Z' && info.state !== 'X')
+          .map(({ pid, info }) => `${pid === rootPid ? 'bash' : pid === launchPy ? 'launch.py' : 'worker'}:${info?.state}`);
+        reads.push({ at: t0, readMs: t1 - t0, alive: treeAlive(result), aliveStates });
         return result;
       },
       readMarker: (pid) => {
@@ -264,7 +300,9 @@ async function profileRound(pollIntervalMs: number): Promise<ProfileRound> {
           lastWorker: workerTimes.length === workers.length && workerTimes.length > 0 ? Math.max(...workerTimes) : undefined,
         };
       })(),
-      pollTimeline: reads.filter((r) => r.at > lastCont).map((r) => ({ atMs: round2(r.at - lastCont), readMs: round2(r.readMs), alive: r.alive })),
+      pollTimeline: reads
+        .filter((r) => r.at > lastCont)
+        .map((r) => ({ atMs: round2(r.at - lastCont), readMs: round2(r.readMs), alive: r.alive, aliveStates: r.aliveStates })),
     };
   } finally {
     clearInterval(observer);
@@ -275,7 +313,7 @@ async function profileRound(pollIntervalMs: number): Promise<ProfileRound> {
 
 export async function runTerminateBench(options: { rounds?: number; profileRounds?: number; quiet?: boolean } = {}): Promise<TerminateBenchResult> {
   const rounds = options.rounds ?? 20;
-  const profileRounds = options.profileRounds ?? 5;
+  const profileRounds = options.profileRounds ?? 8;
   const machine = machineInfo();
   const log = options.quiet === true ? () => undefined : (line: string) => console.log(line);
   log(`\n== 1. stop-to-confirmed-dead, tree (a): bash webui.sh --port 0 --workers 8 (cooperative), ${rounds} rounds each, alternating ==`);
@@ -307,6 +345,7 @@ export async function runTerminateBench(options: { rounds?: number; profileRound
   const killStats = stats(killer.map((r) => r.ms));
   const variants: (number | 'tree-kill')[] = [20, 5, 2, 'tree-kill'];
   const sensitivityTimes = new Map<number | 'tree-kill', number[]>(variants.map((v) => [v, []]));
+  const sensitivityPresent = new Map<number, string[][]>([[20, []], [5, []], [2, []]]);
   for (let i = 0; i < profileRounds; i += 1) {
     for (let j = 0; j < variants.length; j += 1) {
       const variant = variants[(i + j) % variants.length] as number | 'tree-kill';
@@ -317,12 +356,20 @@ export async function runTerminateBench(options: { rounds?: number; profileRound
       const r = await wardenRound(i, { pollIntervalMs: variant });
       if (r.survivors > 0 || r.markedAfter > 0) throw new Error(`pollIntervalMs ${variant} round left survivors`);
       (sensitivityTimes.get(variant) as number[]).push(r.ms);
+      (sensitivityPresent.get(variant) as string[][]).push(r.presentAtReturn);
     }
   }
   const sensitivityKill = stats(sensitivityTimes.get('tree-kill') as number[]);
   const pollSensitivity: TerminateBenchResult['pollSensitivity'] = [20, 5, 2].map((pollIntervalMs) => {
     const s = stats(sensitivityTimes.get(pollIntervalMs) as number[]);
-    return { pollIntervalMs, stats: s, ratioToTreeKillMedian: s.median / sensitivityKill.median };
+    const present = sensitivityPresent.get(pollIntervalMs) as string[][];
+    return {
+      pollIntervalMs,
+      stats: s,
+      ratioToTreeKillMedian: s.median / sensitivityKill.median,
+      roundsReturnedWhileTreeProcessPresent: present.filter((list) => list.length > 0).length,
+      presentAtReturn: present.filter((list) => list.length > 0),
+    };
   });
   const sensitivityTreeKill = sensitivityKill;
 
@@ -362,6 +409,8 @@ export async function runTerminateBench(options: { rounds?: number; profileRound
     wardenSurvivorsTotal: warden.reduce((sum, r) => sum + r.survivors, 0),
     wardenMarkedAfterTotal: warden.reduce((sum, r) => sum + r.markedAfter, 0),
     wardenEscalations: warden.filter((r) => r.escalated).length,
+    wardenReturnedWhilePresent: warden.filter((r) => r.presentAtReturn.length > 0).length,
+    wardenPresentAtReturn: warden.filter((r) => r.presentAtReturn.length > 0).map((r) => r.presentAtReturn),
     treeKillAliveAfter1s: stats(killer.map((r) => r.aliveAfter1s)),
     treeKillReapedTotal: killer.reduce((sum, r) => sum + r.reapedByTerminate, 0),
     profile: { rounds: profiles, medians },
@@ -384,6 +433,10 @@ export async function runTerminateBench(options: { rounds?: number; profileRound
     `ratio warden/tree-kill: median ${ratioOfMedians.toFixed(2)} (median of pair ratios ${medianPairRatio.toFixed(2)}), goal ≤ 0.50: ${result.goalMet ? 'MET' : 'NOT MET'}`,
   );
   log(`warden: ${result.wardenSurvivorsTotal} survivors reported, ${result.wardenEscalations} escalations to SIGKILL over ${rounds} rounds`);
+  log(
+    `warden: in ${result.wardenReturnedWhilePresent}/${rounds} rounds terminate returned while a tree process was still in /proc and not a zombie` +
+      (result.wardenReturnedWhilePresent > 0 ? ` (${result.wardenPresentAtReturn.map((list) => list.join(',')).join('; ')})` : ''),
+  );
   log('');
   log(`where warden's time goes (${profiles.length} instrumented rounds, poll 20 ms; medians, ms):`);
   log(
@@ -405,7 +458,7 @@ export async function runTerminateBench(options: { rounds?: number; profileRound
   log('');
   log(
     table(
-      ['sensitivity (interleaved rounds)', 'n', 'median', 'p90', 'ratio vs tree-kill median'],
+      ['sensitivity (interleaved rounds)', 'n', 'median', 'p90', 'ratio vs tree-kill median', 'returned while a tree process still present'],
       [
         ...pollSensitivity.map((p) => [
           `warden, pollIntervalMs ${p.pollIntervalMs}${p.pollIntervalMs === 20 ? ' (default)' : ''}`,
@@ -413,8 +466,9 @@ export async function runTerminateBench(options: { rounds?: number; profileRound
           ms(p.stats.median),
           ms(p.stats.p90),
           p.ratioToTreeKillMedian.toFixed(2),
+          `${p.roundsReturnedWhileTreeProcessPresent}/${p.stats.n}`,
         ]),
-        ['tree-kill SIGTERM → callback', sensitivityTreeKill.n, ms(sensitivityTreeKill.median), ms(sensitivityTreeKill.p90), '1.00'],
+        ['tree-kill SIGTERM → callback', sensitivityTreeKill.n, ms(sensitivityTreeKill.median), ms(sensitivityTreeKill.p90), '1.00', ''],
       ],
     ),
   );
@@ -425,5 +479,5 @@ export async function runTerminateBench(options: { rounds?: number; profileRound
 
 runStandalone(import.meta.url, async (argv) => {
   printMachine(machineInfo());
-  await runTerminateBench({ rounds: numberFlag(argv, '--rounds', 20), profileRounds: numberFlag(argv, '--profile-rounds', 5) });
+  await runTerminateBench({ rounds: numberFlag(argv, '--rounds', 20), profileRounds: numberFlag(argv, '--profile-rounds', 8) });
 });

@@ -83,16 +83,27 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
   // Start times are re-checked before each signal in the unit of the table they were read from.
   let tableClock: ProcessTable['backend'] = 'proc';
   let lastTable: ProcessTable | undefined;
+  // Everything we ever saw, by pid, with the strongest signal sent; identities keep start times for re-checks.
+  const seen = new Map<number, { owned: OwnedProcess; signal: KilledProcess['signal']; denied: boolean }>();
   const collect = async (): Promise<OwnedProcess[]> => {
     reads += 1;
     const table = await readTable();
     tableClock = table.backend;
     lastTable = table;
-    return collectOwned(owner, table, options.readMarker === undefined ? {} : { readMarker: options.readMarker });
+    const owned = collectOwned(owner, table, options.readMarker === undefined ? {} : { readMarker: options.readMarker });
+    // Once proven ours, a process stays ours while its pid and start time hold: mid-exit its environment reads
+    // empty and its parent may already be gone, so the proofs can lapse while it still exists (or hangs in D).
+    const present = new Set(owned.map((entry) => entry.info.pid));
+    for (const [pid, entry] of seen) {
+      if (present.has(pid)) continue;
+      const info = table.processes.get(pid);
+      if (info === undefined || info.state === 'Z' || info.state === 'X') continue;
+      if (info.startTime !== entry.owned.info.startTime) continue;
+      owned.push({ ...entry.owned, info });
+    }
+    return owned;
   };
 
-  // Everything we ever saw, by pid, with the strongest signal sent; identities keep start times for re-checks.
-  const seen = new Map<number, { owned: OwnedProcess; signal: KilledProcess['signal']; denied: boolean }>();
   const clockOf = (owned: OwnedProcess): ProcessIdentity => ({ ...identityOf(owned), clock: tableClock });
   const remember = (list: OwnedProcess[]): OwnedProcess[] => {
     const fresh: OwnedProcess[] = [];
