@@ -37,7 +37,7 @@ function freePort(): Promise<number> {
 }
 
 // One instance running a private copy of the fake WebUI (copies keep look-alike checks between instances quiet).
-async function instanceConfig(id: string, args: string[]): Promise<Record<string, unknown>> {
+async function instanceConfig(id: string, args: string[], health = true): Promise<Record<string, unknown>> {
   const port = await freePort();
   const cwd = tempDir(`warden-bench-${id}-`);
   const copy = join(cwd, 'fake-webui');
@@ -48,7 +48,7 @@ async function instanceConfig(id: string, args: string[]): Promise<Record<string
     args: ['--port', String(port), ...args],
     cwd,
     env: { FAKE_WEBUI_STATE_DIR: cwd },
-    health: { url: `http://127.0.0.1:${port}/internal/ping`, intervalMs: 2000, timeoutMs: 1000 },
+    ...(health && { health: { url: `http://127.0.0.1:${port}/internal/ping`, intervalMs: 2000, timeoutMs: 1000 } }),
     restart: { onCrash: false },
   };
 }
@@ -65,9 +65,9 @@ export interface IdleCostResult {
 
 // CPU and RSS of a compiled supervisor process (bench/fixtures/idle-host.mjs, run from dist/) while it supervises
 // `instances` healthy trees for `seconds`. A child process, so neither tsx nor this script's memory is counted.
-export async function runIdleCost(options: { instances: number; seconds: number }): Promise<IdleCostResult> {
+export async function runIdleCost(options: { instances: number; seconds: number; health?: boolean }): Promise<IdleCostResult> {
   const stateDir = join(tempDir('warden-bench-state-'), 'state');
-  const instances = await Promise.all(Array.from({ length: options.instances }, (_, index) => instanceConfig(`bench-${index}`, [])));
+  const instances = await Promise.all(Array.from({ length: options.instances }, (_, index) => instanceConfig(`bench-${index}`, [], options.health !== false)));
   const config = { stateDir, instances, watchdog: { sampleIntervalMs: 1000, warning: { python: 50, shell: 50 }, critical: { python: 100, shell: 100 } } };
   const host = join(import.meta.dirname, 'fixtures/idle-host.mjs');
   if (!existsSync(join(REPO_DIR, 'dist/src/index.js'))) throw new Error('dist/ is missing: run `npm run build` first (npm run bench does)');
@@ -146,8 +146,9 @@ async function main(argv: string[]): Promise<void> {
   console.log(`webui-warden supervisor benchmark: npx tsx bench/supervisor.bench.ts ${argv.join(' ')}`.trimEnd());
   printMachine(machine);
   try {
-    const idle = await runIdleCost({ instances: numberFlag(argv, '--instances', 10), seconds: numberFlag(argv, '--seconds', 60) });
-    console.log(`\n== supervisor cost: ${idle.instances} healthy instances, 1 Hz sampling, ${idle.seconds} s ==`);
+    // --no-health: the same without HTTP probes, to split the cost between sampling and probing.
+    const idle = await runIdleCost({ instances: numberFlag(argv, '--instances', 10), seconds: numberFlag(argv, '--seconds', 60), health: !argv.includes('--no-health') });
+    console.log(`\n== supervisor cost: ${idle.instances} healthy instances, 1 Hz sampling, ${argv.includes('--no-health') ? 'no health probes' : 'health probes every 2 s'}, ${idle.seconds} s ==`);
     console.log(
       table(
         ['CPU (% of one core)', 'RSS start MB', 'RSS max MB', 'samples', 'sample ms median', 'sample ms p90', 'goal', 'verdict'],
