@@ -36,7 +36,9 @@ async function launchTree(id: string): Promise<{ handle: TreeHandle; owned: Owne
   return { handle, owned };
 }
 
-const alive = (owned: OwnedProcess[]): number[] => owned.filter((entry) => isAliveNow(entry.info.pid, entry.info.startTime)).map((entry) => entry.info.pid);
+// Both sorted numerically: pids wrap around, so the order processes were seen in is not the numeric order.
+const alive = (owned: OwnedProcess[]): number[] =>
+  owned.filter((entry) => isAliveNow(entry.info.pid, entry.info.startTime)).map((entry) => entry.info.pid).sort((a, b) => a - b);
 const pidsOf = (owned: OwnedProcess[]): number[] => owned.map((entry) => entry.info.pid).sort((a, b) => a - b);
 
 describe('reapLeftovers', () => {

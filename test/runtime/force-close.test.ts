@@ -8,15 +8,15 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { snapshotProcSync } from '../../src/process/index.js';
 import { readEnvironVariable, readStartTime } from '../../src/process/procfs.js';
 import { tempDir, waitFor } from '../support/processes.js';
-import { cleanupRuntime, fakeInstance, makeSupervisor, pidsOfInstance } from '../support/runtime.js';
+import { fakeInstance, makeSupervisor, pidsOfInstance, withDecoysUntouched } from '../support/runtime.js';
 
 const HOST = resolve(import.meta.dirname, '../fixtures/runtime/host.ts');
 const hosts: ChildProcess[] = [];
 
-afterEach(async () => {
+afterEach(() => {
   for (const host of hosts.splice(0)) if (host.exitCode === null && host.signalCode === null) host.kill('SIGKILL');
-  await cleanupRuntime();
 });
+withDecoysUntouched();
 
 interface Host {
   child: ChildProcess;

@@ -1,11 +1,11 @@
 // The supervisor on real trees: start through webui.sh, stop confirmed, restarts that never leave two trees behind.
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import type { WardenEvent } from '../../src/index.js';
 import { readStartTime } from '../../src/process/procfs.js';
 import { isAliveNow, startDecoy } from '../support/processes.js';
-import { cleanupRuntime, fakeInstance, makeSupervisor, pidsOfInstance } from '../support/runtime.js';
+import { fakeInstance, makeSupervisor, pidsOfInstance, withDecoysUntouched } from '../support/runtime.js';
 
-afterEach(cleanupRuntime);
+withDecoysUntouched();
 
 describe('supervisor lifecycle', () => {
   test('start tracks the shell parent; stop leaves no shell, no Python and no marked orphan anywhere', async () => {

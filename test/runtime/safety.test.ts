@@ -9,13 +9,13 @@ import { ForeignInstanceError, PortInUseError, SupervisorLockedError } from '../
 import type { WardenEvent } from '../../src/index.js';
 import { launch } from '../../src/process/index.js';
 import { FAKE_WEBUI_DIR, isAliveNow, ownForCleanup, startDecoy, tempDir } from '../support/processes.js';
-import { cleanupRuntime, fakeInstance, makeSupervisor, pidsOfInstance } from '../support/runtime.js';
+import { fakeInstance, makeSupervisor, pidsOfInstance, withDecoysUntouched } from '../support/runtime.js';
 
 const servers: Server[] = [];
 afterEach(async () => {
   await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
-  await cleanupRuntime();
 });
+withDecoysUntouched();
 
 // Plants a tree carrying a marker of `id` with a token no live launch has: what an earlier, crashed run leaves.
 async function plantLeftover(id: string, stateDir: string, workers = 0): Promise<void> {

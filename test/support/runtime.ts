@@ -7,7 +7,9 @@ import { createSupervisor } from '../../src/index.js';
 import type { Supervisor, SupervisorOptions } from '../../src/index.js';
 import { snapshotProcSync } from '../../src/process/index.js';
 import { readEnvironVariable } from '../../src/process/procfs.js';
-import { FAKE_WEBUI_DIR, cleanupProcesses, tempDir } from './processes.js';
+import { afterEach, beforeEach, expect } from 'vitest';
+import { FAKE_WEBUI_DIR, cleanupProcesses, isAliveNow, startDecoy, tempDir } from './processes.js';
+import type { Decoy } from './processes.js';
 
 const supervisors = new Set<Supervisor>();
 const instanceIds = new Set<string>();
@@ -117,4 +119,24 @@ export async function cleanupRuntime(): Promise<void> {
   }
   instanceIds.clear();
   await cleanupProcesses();
+}
+
+// Every test of the calling file runs beside two look-alikes started without our marker (a `python3 launch.py`
+// and a `bash webui.sh` in the fake WebUI's own directory); after each test both must still be alive.
+export function withDecoysUntouched(): void {
+  let decoys: Decoy[] = [];
+  beforeEach(async () => {
+    decoys = [
+      await startDecoy('python3', ['launch.py', '--port', '0']),
+      await startDecoy('bash', ['webui.sh', '--port', '0']),
+    ];
+  });
+  afterEach(async () => {
+    try {
+      const touched = decoys.filter((decoy) => !isAliveNow(decoy.pid, decoy.startTime)).map((decoy) => decoy.pid);
+      expect(touched, 'decoys started without the marker must survive').toEqual([]);
+    } finally {
+      await cleanupRuntime();
+    }
+  });
 }
