@@ -2,7 +2,7 @@
 import { Observable, defer, exhaustMap, interval, share, startWith } from 'rxjs';
 import { MARKER_VARIABLE, STATE_DIR_VARIABLE, classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, readEnvironVariable, snapshot } from './process/index.js';
 import { hasProcfs } from './process/procfs.js';
-import type { Lookalike, LookalikeMemo, LookalikeProfile, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
+import type { Lookalike, LookalikeMemo, LookalikeProfile, OwnedProcess, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
 
 /** Counts of one instance's owned processes. */
 export interface RoleCounts {
@@ -53,7 +53,7 @@ export interface SamplerOptions {
   /** Reads the table; defaults to snapshot(). */
   readTable?: () => Promise<ProcessTable>;
   /** Sees each raw table before classification (the runtime re-identifies shell and Python from it), with the sample's cached marker reader. */
-  onTable?: (table: ProcessTable, readMarker: (pid: number) => string | undefined) => void;
+  onTable?: (table: ProcessTable, ownedById: ReadonlyMap<string, OwnedProcess[]>) => void;
 }
 
 const emptyCounts = (): RoleCounts => ({ python: 0, shell: 0, other: 0, total: 0 });
@@ -72,8 +72,9 @@ export function classifyTable(
   stateDir?: string,
   readMarker?: (pid: number) => string | undefined,
   memo: LookalikeMemo = new Map(),
-): Pick<Sample, 'perInstance' | 'stale' | 'foreign'> & { counted: Set<number> } {
+): Pick<Sample, 'perInstance' | 'stale' | 'foreign'> & { counted: Set<number>; ownedById: Map<string, OwnedProcess[]> } {
   const perInstance: Record<string, RoleCounts> = {};
+  const ownedById = new Map<string, OwnedProcess[]>();
   const counted = new Set<number>();
   // Every marker is read once per table, then shared by every instance's ownership proof.
   const markers = findMarked(table, readMarker === undefined ? {} : { readMarker });
@@ -82,6 +83,7 @@ export function classifyTable(
     const counts = emptyCounts();
     if (instance.owner !== undefined) {
       const owned = collectOwned(instance.owner, table, { readMarker: markerOf });
+      ownedById.set(instance.id, owned);
       const shells = new Set(owned.filter((entry) => entry.role === 'shell').map((entry) => entry.info.pid));
       for (const entry of owned) {
         if (counted.has(entry.info.pid)) continue;
@@ -118,7 +120,7 @@ export function classifyTable(
       foreign.push(lookalike);
     }
   }
-  return { perInstance, stale: [...staleByMarker.values()], foreign, counted };
+  return { perInstance, stale: [...staleByMarker.values()], foreign, counted, ownedById };
 }
 
 
@@ -142,10 +144,9 @@ export function createSampler(options: SamplerOptions): Observable<Sample> {
       nextCache.set(key, value);
       return value;
     };
-    const readMarker = hasProcfs ? cachedMarker : (pid: number) => readEnvironVariable(pid, MARKER_VARIABLE);
-    options.onTable?.(table, readMarker);
-    const { perInstance, stale, foreign } = classifyTable(table, options.instances(), options.liveMarkers(), options.stateDir, hasProcfs ? cachedMarker : undefined, lookalikeMemo);
+    const { perInstance, stale, foreign, ownedById } = classifyTable(table, options.instances(), options.liveMarkers(), options.stateDir, hasProcfs ? cachedMarker : undefined, lookalikeMemo);
     markerCache = nextCache;
+    options.onTable?.(table, ownedById);
     for (const pid of lookalikeMemo.keys()) if (!table.processes.has(pid)) lookalikeMemo.delete(pid);
     let python = 0;
     let shell = 0;

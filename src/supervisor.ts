@@ -455,8 +455,11 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         })),
       liveMarkers,
       stateDir: config.stateDir,
-      onTable: (table, readMarker) => {
-        for (const runtime of runtimes.values()) runtime.handle?.identify(table, { readMarker });
+      onTable: (table, ownedById) => {
+        for (const runtime of runtimes.values()) {
+          const owned = ownedById.get(runtime.config.id);
+          runtime.handle?.identify(table, owned === undefined ? {} : { owned });
+        }
       },
     }).subscribe({
       next: (sample) => {

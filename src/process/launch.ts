@@ -9,7 +9,7 @@ import { rootLogger } from '../logging.js';
 import { LaunchError } from './errors.js';
 import { currentIdentity, identityHolds } from './identity.js';
 import { collectOwned } from './ownership.js';
-import type { CollectOptions, OwnerRecord } from './ownership.js';
+import type { CollectOptions, OwnedProcess, OwnerRecord } from './ownership.js';
 import { snapshot } from './snapshot.js';
 import { WindowsTreeTracker } from './windows.js';
 import { MARKER_VARIABLE } from './types.js';
@@ -55,7 +55,7 @@ export interface TreeHandle extends OwnerRecord {
   /** Windows: every pid ever seen in the tree (Windows never reparents); feed it every table with `identify`. */
   readonly windows: WindowsTreeTracker | undefined;
   /** Re-identifies the shell parent and Python from a table; returns whether anything changed. */
-  identify(table: ProcessTable, options?: CollectOptions): boolean;
+  identify(table: ProcessTable, options?: CollectOptions & { owned?: OwnedProcess[] }): boolean;
   /** Stops the discovery timer; terminate does not need it. */
   dispose(): void;
 }
@@ -200,7 +200,8 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     },
     identify(table, collectOptions) {
       if (windows !== undefined) windows.observe(table);
-      const owned = windows !== undefined ? windows.owned(table) : collectOwned(handle, table, collectOptions);
+      // A caller that already collected this table's owned set (the sampler) passes it, so it is not done twice.
+      const owned = windows !== undefined ? windows.owned(table) : (collectOptions?.owned ?? collectOwned(handle, table, collectOptions));
       let changed = false;
       const rootInfo = owned.find((entry) => entry.info.pid === root.pid);
       if (handle.shell === undefined && rootInfo?.role === 'shell') {
