@@ -110,6 +110,32 @@ describe('terminate on a real webui.sh tree', () => {
     expect(markedPids(tree.marker)).toEqual([]);
   });
 
+  test('a polite request that was not delivered skips the polite wait and goes straight to signals', async () => {
+    const tree = await launchFakeWebui(['--workers', '1']);
+    await waitForPythons(tree, 2);
+
+    const report = await terminate(tree, { graceMs: 3000, politeWaitMs: 10_000, beforeSignals: async () => false });
+
+    expect(report.survivors).toEqual([]);
+    // The bound is the feature: without the skip this stop would sit out the 10 s polite wait.
+    expect(report.durationMs).toBeLessThan(5000);
+    expect(report.killed.some((entry) => entry.signal === 'SIGTERM')).toBe(true);
+  });
+
+  test('shouldHurry cuts the grace short: a tree ignoring SIGTERM is SIGKILLed long before the grace ends', async () => {
+    const tree = await launchFakeWebui(['--workers', '1', '--ignore-sigterm']);
+    await waitForPythons(tree, 2);
+    await waitFor(() => ownedNow(tree).filter((entry) => entry.role === 'python' && ignoresSigterm(entry.info.pid)).length === 2, 10_000, 'SIGTERM to be ignored');
+    const hurryAt = Date.now() + 300;
+
+    const report = await terminate(tree, { graceMs: 30_000, shouldHurry: () => Date.now() >= hurryAt });
+
+    expect(report.survivors).toEqual([]);
+    expect(report.escalated).toBe(true);
+    expect(report.durationMs).toBeLessThan(10_000);
+    expect(markedPids(tree.marker)).toEqual([]);
+  });
+
   test('a daemon grandchild that escaped with setsid is found by the marker and killed', async () => {
     const tree = await launchFakeWebui(['--daemon-grandchild']);
     // The final daemon runs `worker.py --daemon` in a session of its own (the double fork's middle child is transient).
