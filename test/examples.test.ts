@@ -1,5 +1,4 @@
 // The TypeScript examples run as a user would run them: the embedded controller's shutdown sequence and the inspector.
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
@@ -8,24 +7,15 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, test } from 'vitest';
+import { startPiped } from './support/child.js';
+import type { PipedChild } from './support/child.js';
 import { tempDir, waitFor } from './support/processes.js';
 import { cleanupRuntime, freePort, pidsOfInstance, uniqueId } from './support/runtime.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
-interface Finished {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface Example {
-  child: ChildProcess;
-  output: { stdout: string; stderr: string };
-  done: Promise<Finished>;
-}
+type Example = PipedChild;
 
 const examples = new Set<Example>();
 const listeners = new Set<Server>();
@@ -52,29 +42,10 @@ afterEach(async () => {
 
 const running = (child: ChildProcess): boolean => child.exitCode === null && child.signalCode === null;
 
-// Runs `node --import tsx examples/<file> <args>`, as `npx tsx examples/<file>` would.
+// Runs `node --import tsx examples/<file> <args>`, as `npx tsx examples/<file>` would. Kept in `examples`:
+// afterEach SIGTERMs it by handle (SIGKILL after 10 s), then cleanupRuntime() sweeps this file's instance ids.
 function startExample(file: string, args: string[]): Example {
-  // PROCESS LIFECYCLE: creates a subprocess (the example under test, which supervises a fake WebUI)
-  // Parent tracking: the ChildProcess handle, kept in `examples`.
-  // Cleanup handled by: afterEach (SIGTERM, SIGKILL after 10 s, by handle), then cleanupRuntime() (every process
-  //   carrying a marker of this file's unique instance ids).
-  // Known risks: none beyond the test; instance ids are random per test.
-  const child = spawn(process.execPath, ['--import', TSX, join(ROOT, 'examples', file), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output = { stdout: '', stderr: '' };
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    output.stdout += chunk;
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    output.stderr += chunk;
-  });
-  const done = new Promise<Finished>((resolveDone) => {
-    child.once('close', (code, signal) => resolveDone({ code, signal, ...output }));
-  });
-  const example: Example = { child, output, done };
+  const example = startPiped(process.execPath, ['--import', TSX, join(ROOT, 'examples', file), ...args], { cwd: ROOT });
   examples.add(example);
   return example;
 }

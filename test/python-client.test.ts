@@ -1,5 +1,5 @@
 // The Python client StableNew uses (examples/stablenew), end to end against a real `warden run` child process.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -10,6 +10,8 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { startPiped } from './support/child.js';
+import type { ChildResult, PipedChild } from './support/child.js';
 import { tempDir, waitFor } from './support/processes.js';
 import { cleanupRuntime, fakeInstance, freePort, pidsOfInstance } from './support/runtime.js';
 
@@ -17,19 +19,10 @@ const ROOT = resolve(import.meta.dirname, '..');
 const CLIENT_DIR = join(ROOT, 'examples/stablenew');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
-interface Finished {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+type Finished = ChildResult;
 
 /** A child this file started, with its output so far and a promise of its end. */
-interface Child {
-  child: ChildProcess;
-  output: { stdout: string; stderr: string };
-  done: Promise<Finished>;
-}
+type Child = PipedChild;
 
 /** A `warden run` this file started, and what a client needs to reach it. */
 interface Warden extends Child {
@@ -74,26 +67,11 @@ async function endChild(entry: Child): Promise<void> {
   }
 }
 
-// Spawns a child with piped output, registered for cleanup.
+// Spawns a child with piped output (`warden run`, or a Python client under test), kept in `children`: afterEach →
+// endChild (SIGTERM, SIGKILL after 10 s, by handle), then cleanupRuntime() sweeps this file's instance ids.
 function startChild(command: string, args: string[], cwd = ROOT): Child {
-  // PROCESS LIFECYCLE: creates a subprocess (`warden run`, or a Python client under test)
-  // Parent tracking: the ChildProcess handle, kept in `children`.
-  // Cleanup handled by: afterEach → endChild (SIGTERM, SIGKILL after 10 s, by handle), then cleanupRuntime()
-  //   (every process carrying this file's unique instance ids' markers).
-  // Known risks: none beyond the test; instance ids are random per test.
   // PYTHONDONTWRITEBYTECODE: importing warden_client must not leave __pycache__ in examples/stablenew.
-  const child = spawn(command, args, { cwd, env: { ...process.env, NO_COLOR: '1', PYTHONDONTWRITEBYTECODE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output = { stdout: '', stderr: '' };
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    output.stdout += chunk;
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    output.stderr += chunk;
-  });
-  const done = new Promise<Finished>((resolveDone) => {
-    child.once('close', (code, signal) => resolveDone({ code, signal, ...output }));
-  });
-  const entry: Child = { child, output, done };
+  const entry = startPiped(command, args, { cwd, env: { ...process.env, NO_COLOR: '1', PYTHONDONTWRITEBYTECODE: '1' } });
   children.add(entry);
   return entry;
 }

@@ -1,6 +1,8 @@
 // `warden audit`, `reap`, `status`, `run` and the error paths, as real child processes against real planted processes.
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { startPiped } from '../support/child.js';
+import type { ChildResult } from '../support/child.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -19,11 +21,7 @@ const ROOT = resolve(import.meta.dirname, '../..');
 const FAKE = join(ROOT, 'examples/fake-webui');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type CliResult = ChildResult;
 
 const children = new Set<ChildProcess>();
 const instanceIds = new Set<string>();
@@ -54,34 +52,14 @@ afterEach(async () => {
 });
 
 // Runs `node --import tsx src/cli.ts <args>`; `onStdout` sees the output so far as it comes.
+// Registered in `children` until it exits; afterEach SIGKILLs it by handle if it still runs, then sweeps markers.
 function startCli(args: string[], options: { cwd?: string; onStdout?: (text: string) => void } = {}): { child: ChildProcess; done: Promise<CliResult> } {
-  // PROCESS LIFECYCLE: creates a subprocess (the CLI under test)
-  // Parent tracking: the ChildProcess handle, kept in `children` until it exits.
-  // Cleanup handled by: afterEach (SIGKILL to this pid if it still runs; a supervisor's sentinel then ends its trees),
-  //   then a sweep of every process carrying a marker of this test's unique instance ids.
-  // Known risks: none beyond the test; instance ids are random per test.
-  const child = spawn(process.execPath, ['--import', TSX, join(ROOT, 'src/cli.ts'), ...args], {
+  const piped = startPiped(process.execPath, ['--import', TSX, join(ROOT, 'src/cli.ts'), ...args], {
     cwd: options.cwd ?? ROOT,
-    env: { ...process.env, NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.onStdout !== undefined && { onStdout: options.onStdout }),
   });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-    options.onStdout?.(stdout);
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  const done = new Promise<CliResult>((resolvePromise) => {
-    child.once('close', (code) => {
-      children.delete(child);
-      resolvePromise({ code, stdout, stderr });
-    });
-  });
-  return { child, done };
+  children.add(piped.child);
+  return { child: piped.child, done: piped.done.finally(() => children.delete(piped.child)) };
 }
 
 const cli = (args: string[], cwd?: string): Promise<CliResult> => startCli(args, cwd === undefined ? {} : { cwd }).done;

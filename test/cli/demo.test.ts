@@ -1,6 +1,7 @@
 // `warden demo` as a newcomer runs it: a real child process, a real fake WebUI, nothing left behind.
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { startPiped } from '../support/child.js';
+import type { ChildResult } from '../support/child.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -14,47 +15,24 @@ import { readEnvironVariable } from '../../src/process/procfs.js';
 const ROOT = resolve(import.meta.dirname, '../..');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
-interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+type CliResult = ChildResult;
 
 const children = new Set<ChildProcess>();
 const instanceIds = new Set<string>();
 const dirs = new Set<string>();
 
 // Runs `node --import tsx src/cli.ts <args>` and collects its output; `onStdout` sees the output as it comes.
+// Registered in `children` until it exits; afterEach SIGKILLs it by handle if it still runs, then sweeps markers.
 function runCli(args: string[], options: { env?: Record<string, string>; onStdout?: (text: string, child: ChildProcess) => void } = {}): Promise<CliResult> {
-  // PROCESS LIFECYCLE: creates a subprocess (the CLI under test)
-  // Parent tracking: the ChildProcess handle, kept in `children` until it exits.
-  // Cleanup handled by: afterEach (SIGKILL to this pid if it still runs; the supervisor's sentinel then ends its trees),
-  //   then a sweep of every process carrying a marker of this test's unique instance id.
-  // Known risks: none beyond the test; instance ids are random per test.
   // As a user runs it: without the test runner's WARDEN_LOG_LEVEL, so the demo's own quiet default applies.
   const { WARDEN_LOG_LEVEL: _level, ...env } = process.env;
-  const child = spawn(process.execPath, ['--import', TSX, join(ROOT, 'src/cli.ts'), ...args], {
+  const { child, done } = startPiped(process.execPath, ['--import', TSX, join(ROOT, 'src/cli.ts'), ...args], {
     cwd: ROOT,
     env: { ...env, NO_COLOR: '1', ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.onStdout !== undefined && { onStdout: options.onStdout }),
   });
   children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-    options.onStdout?.(stdout, child);
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  return new Promise((resolvePromise) => {
-    child.once('close', (code, signal) => {
-      children.delete(child);
-      resolvePromise({ code, signal, stdout, stderr });
-    });
-  });
+  return done.finally(() => children.delete(child));
 }
 
 // Live processes carrying any marker of the instance id (`<id>:<token>`), from /proc.
