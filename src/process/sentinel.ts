@@ -1,6 +1,4 @@
 // The sentinel's supervisor side: starts the detached process that kills every tracked tree if we die without a goodbye.
-import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -12,6 +10,7 @@ import { WardenError } from './errors.js';
 import { currentIdentity } from './identity.js';
 import type { OwnerRecord } from './ownership.js';
 import { signalProcess } from './signal.js';
+import { spawnTethered } from './tethered.js';
 import { MARKER_VARIABLE } from './types.js';
 import type { ProcessIdentity } from './types.js';
 
@@ -91,8 +90,6 @@ export async function startSentinel(options: SentinelOptions): Promise<Sentinel>
   const goodbyeTimeoutMs = options.goodbyeTimeoutMs ?? 5000;
   const supervisor = currentIdentity(process.pid) ?? { pid: process.pid, startTime: undefined };
 
-  mkdirSync(stateDir, { recursive: true });
-  const logFd = openSync(logPath, 'a');
   const env: NodeJS.ProcessEnv = { ...process.env };
   // The sentinel must never look like a member of a tree it guards.
   delete env[MARKER_VARIABLE];
@@ -103,47 +100,27 @@ export async function startSentinel(options: SentinelOptions): Promise<Sentinel>
     ...(supervisor.startTime === undefined ? [] : ['--supervisor-start', String(supervisor.startTime)]),
   ];
 
-  // PROCESS LIFECYCLE: creates a subprocess
+  // PROCESS LIFECYCLE: creates a subprocess (through spawnTethered)
   // Parent tracking: pid + start time (identity), stdin pipe (EOF = this process is gone), own session
   //   (detached: a signal to our process group or terminal does not reach it); it also polls our pid + start time.
   // Cleanup handled by: goodbye() (exit without killing, SIGKILL by identity after goodbyeTimeoutMs); without a
   //   goodbye it exits by itself after killing the tracked trees (hard deadline inside sentinel-main).
   // Known risks: a SIGKILLed sentinel guards nothing (the registry's reap-at-next-start covers it); a record
   //   tracked after the sentinel died is only logged here, `track` resolves false.
-  let child;
-  try {
-    child = spawn(process.execPath, args, {
-      cwd: stateDir,
-      env,
-      // POSIX: a new session. Windows: its own (hidden) console, so a Ctrl-C in ours does not reach it.
-      detached: true,
-      stdio: ['pipe', 'pipe', logFd],
-      windowsHide: true,
-    });
-  } finally {
-    closeSync(logFd);
-  }
-  const stdin = child.stdin as Socket;
-  const stdout = child.stdout as Socket;
-  // A write after the sentinel died must not crash the supervisor: the failure reaches `track`'s callback.
-  stdin.on('error', (error) => logger.debug({ err: error }, 'sentinel pipe closed'));
-
   let hasExited = false;
   let expectedExit = false;
-  const exited = new Promise<SentinelExit>((resolveExit) => {
-    const onExit = (code: number | null, signal: string | null): void => {
-      if (hasExited) return;
+  const { child, stdin, stdout, exited } = spawnTethered(process.execPath, args, {
+    logPath,
+    cwd: stateDir,
+    env,
+    onExit: ({ code, signal }) => {
       hasExited = true;
       if (!expectedExit) logger.error({ pid: child.pid, code, signal, logPath }, 'sentinel exited on its own: trees are no longer guarded');
-      resolveExit({ code, signal });
-    };
-    child.once('exit', onExit);
-    // A spawn that failed (no pid) emits only 'error'.
-    child.once('error', (error) => {
-      logger.error({ err: error, logPath }, 'sentinel process error');
-      if (child.pid === undefined) onExit(null, null);
-    });
+    },
+    onError: (error) => logger.error({ err: error, logPath }, 'sentinel process error'),
   });
+  // A write after the sentinel died must not crash the supervisor: the failure reaches `track`'s callback.
+  stdin.on('error', (error) => logger.debug({ err: error }, 'sentinel pipe closed'));
 
   try {
     await waitForReady(child.pid, stdout, exited, readyTimeoutMs, logPath);

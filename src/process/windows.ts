@@ -5,12 +5,12 @@
 // of the root, follows ppid through dead parents, and uses the listing in which a pid first appeared as
 // its creation order, because Windows reuses pids quickly and fastlist gives no start time.
 import { setTimeout as sleepFor } from 'node:timers/promises';
-import type { Socket } from 'node:net';
 import { execa } from 'execa';
 import { WardenError } from './errors.js';
 import type { OwnedProcess } from './ownership.js';
 import { classifyRole } from './roles.js';
 import { snapshot } from './snapshot.js';
+import { spawnTethered } from './tethered.js';
 import type { KilledProcess, Survivor, TerminationReport } from './terminate.js';
 import type { ProcessIdentity, ProcessInfo, ProcessTable } from './types.js';
 
@@ -743,45 +743,22 @@ async function guardArgs(logPath: string): Promise<string[]> {
 
 // Starts the guard detached (outside this process's kill-on-close job) and resolves once it reads its pipe.
 export async function startWindowsGuard(options: WindowsGuardOptions): Promise<WindowsGuard> {
-  const { spawn } = await import('node:child_process');
-  const { closeSync, mkdirSync, openSync } = await import('node:fs');
-  const { dirname } = await import('node:path');
   const { createInterface } = await import('node:readline');
   const logPath = options.logPath;
-  mkdirSync(dirname(logPath), { recursive: true });
-  const logFd = openSync(logPath, 'a');
-  // PROCESS LIFECYCLE: creates a subprocess
+  // PROCESS LIFECYCLE: creates a subprocess (through spawnTethered)
   // Parent tracking: the guard's pid, and its stdin pipe (EOF = this controller is gone).
   // Cleanup handled by: goodbye() (the guard exits without killing); without a goodbye it stops the tracked
   //   trees and exits by itself (hard deadline in runWindowsGuard).
   // Known risks: a guard killed together with the controller (someone ends both) guards nothing; reap at the
   //   next start from the registry record covers it.
-  let child;
-  try {
-    child = spawn(options.execPath ?? process.execPath, await guardArgs(logPath), {
-      // detached: not in Node's kill-on-close job, own process group, no console shared with the controller.
-      detached: true,
-      stdio: ['pipe', 'pipe', logFd],
-      windowsHide: true,
-    });
-  } finally {
-    closeSync(logFd);
-  }
-  const stdin = child.stdin as Socket;
-  const stdout = child.stdout as Socket;
-  stdin.on('error', () => undefined);
   let hasExited = false;
-  const exited = new Promise<{ code: number | null; signal: string | null }>((resolveExit) => {
-    const onExit = (code: number | null, signal: string | null): void => {
-      if (hasExited) return;
+  const { child, stdin, stdout, exited } = spawnTethered(options.execPath ?? process.execPath, await guardArgs(logPath), {
+    logPath,
+    onExit: () => {
       hasExited = true;
-      resolveExit({ code, signal });
-    };
-    child.once('exit', onExit);
-    child.once('error', () => {
-      if (child.pid === undefined) onExit(null, null);
-    });
+    },
   });
+  stdin.on('error', () => undefined);
   const readyTimeoutMs = options.readyTimeoutMs ?? 15_000;
   const ready = await new Promise<boolean>((resolveReady) => {
     const timer = setTimeout(() => resolveReady(false), readyTimeoutMs);
