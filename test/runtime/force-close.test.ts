@@ -25,7 +25,7 @@ interface Host {
 }
 
 // Starts a controller process running Warden with one healthy instance.
-async function startHost(): Promise<Host> {
+async function startHost(env: Record<string, string> = {}): Promise<Host & { lines: string[] }> {
   const instance = await fakeInstance({ args: ['--workers', '1'] });
   const stateDir = join(tempDir('warden-host-'), 'state');
   const { port: _port, ...config } = instance;
@@ -34,12 +34,14 @@ async function startHost(): Promise<Host> {
   // then cleanupRuntime() kills anything carrying the instance's unique marker.   Known risks: none past the test.
   const child = spawn(process.execPath, ['--import', 'tsx', HOST, JSON.stringify({ stateDir, instances: [config], watchdog: { sampleIntervalMs: 200 } })], {
     stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, WARDEN_LOG_LEVEL: 'error' },
+    env: { ...process.env, WARDEN_LOG_LEVEL: 'error', ...env },
   });
   hosts.push(child);
+  const lines: string[] = [];
   await new Promise<void>((resolveReady, rejectReady) => {
     const timer = setTimeout(() => rejectReady(new Error('host did not report running within 20 s')), 20_000);
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      lines.push(line);
       if (line.includes('"running"')) {
         clearTimeout(timer);
         resolveReady();
@@ -47,7 +49,7 @@ async function startHost(): Promise<Host> {
     });
     child.once('exit', (code) => rejectReady(new Error(`host exited early with ${code}`)));
   });
-  return { child, id: instance.id, stateDir };
+  return { child, id: instance.id, stateDir, lines };
 }
 
 function readLog(stateDir: string): string {
@@ -116,5 +118,19 @@ describe('force close', () => {
     const alive = pidsOfInstance(host.id);
     expect(alive).toContain(status.shellPid);
     expect(alive.every((pid) => readEnvironVariable(pid, 'WARDEN_INSTANCE') !== undefined)).toBe(true);
+  }, 60_000);
+
+  test('with handleSignals, SIGTERM runs the shutdown once: trees confirmed dead, onShutdown sees the report, exit 0', async () => {
+    const host = await startHost({ HOST_HANDLE_SIGNALS: '1' });
+    expect(pidsOfInstance(host.id).length).toBeGreaterThanOrEqual(2);
+    const exited = new Promise<number | null>((resolveExit) => host.child.once('close', (code) => resolveExit(code)));
+
+    host.child.kill('SIGTERM');
+    const code = await exited;
+
+    expect(code).toBe(0);
+    const shutdown = host.lines.map((line) => JSON.parse(line) as { event: string; report?: { ok: boolean; survivors: unknown[] } }).find((line) => line.event === 'shutdown');
+    expect(shutdown?.report).toMatchObject({ ok: true, survivors: [] });
+    expect(pidsOfInstance(host.id)).toEqual([]);
   }, 60_000);
 });
