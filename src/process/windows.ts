@@ -9,7 +9,7 @@ import { execa } from 'execa';
 import { WardenError } from './errors.js';
 import type { OwnedProcess } from './ownership.js';
 import { classifyRole } from './roles.js';
-import { snapshot } from './snapshot.js';
+import { nextReadSequence, snapshot } from './snapshot.js';
 import { spawnTethered } from './tethered.js';
 import type { KilledProcess, Survivor, TerminationReport } from './terminate.js';
 import type { ProcessIdentity, ProcessInfo, ProcessTable } from './types.js';
@@ -56,6 +56,8 @@ export interface WindowsTreeRecord {
   /** Every process ever proven ours, alive or dead, in the order they were adopted. */
   members: TrackedProcess[];
   foreign: ForeignSighting[];
+  /** True when the root is Warden's job launcher, holding a kill-on-close Job Object around the tree. */
+  job?: boolean;
 }
 
 /** How to build a tracker. */
@@ -66,6 +68,8 @@ export interface WindowsTreeTrackerOptions {
   baseline?: ProcessTable;
   /** Pids never owned whatever the table says. Default: 0 (Idle), 4 (System) and this process. */
   protectedPids?: Iterable<number>;
+  /** The root is Warden's job launcher (job-launcher.ts): ending it ends the whole tree, so it goes first. */
+  job?: boolean;
 }
 
 // Internal: the latest process seen at one pid, ours (member) or not.
@@ -80,17 +84,13 @@ interface Sighting {
   member: TrackedProcess | undefined;
 }
 
-// The order in which each sequenced table's read began: content order, whatever order the reads finish in.
-const tableSequence = new WeakMap<ProcessTable, number>();
-let readsBegun = 0;
-
-// Wraps a reader so its tables carry the order their reads began; trackers skip a table older than one already seen.
+// Wraps a reader so its tables carry the order their reads began (as `snapshot()`'s tables already do);
+// trackers skip a table older than one already seen.
 export function sequencedReader(readTable: () => Promise<ProcessTable>): () => Promise<ProcessTable> {
   return async () => {
-    readsBegun += 1;
-    const sequence = readsBegun;
+    const sequence = nextReadSequence();
     const table = await readTable();
-    tableSequence.set(table, sequence);
+    table.sequence = sequence;
     return table;
   };
 }
@@ -110,6 +110,8 @@ const memberSighting = (member: TrackedProcess): Sighting => ({
 // Tracks every process ever created under the root, across dead parents, and tells which live ones are ours.
 export class WindowsTreeTracker {
   readonly root: ProcessIdentity;
+  /** The root holds a kill-on-close Job Object around the tree (see WindowsTreeTrackerOptions.job). */
+  readonly job: boolean;
   private readonly protectedPids: Set<number>;
   private readonly members: TrackedProcess[] = [];
   private readonly memberPids = new Set<number>();
@@ -127,6 +129,7 @@ export class WindowsTreeTracker {
       throw new WardenError('INVALID_OPTION', `WindowsTreeTracker: "root.pid" must be a positive integer, received ${String(pid)}`);
     }
     this.root = { ...options.root };
+    this.job = options.job === true;
     this.protectedPids = new Set(options.protectedPids ?? [0, 4, process.pid]);
     if (options.baseline !== undefined) {
       // Everything alive before the spawn is older than the root: remembered as foreign.
@@ -138,7 +141,7 @@ export class WindowsTreeTracker {
   // Rebuilds a tracker from `toJSON()` output (e.g. read back from the registry); throws naming the bad field.
   static fromRecord(record: unknown, options: { protectedPids?: Iterable<number> } = {}): WindowsTreeTracker {
     const valid = parseRecord(record);
-    const tracker = new WindowsTreeTracker({ root: valid.root, ...(options.protectedPids !== undefined && { protectedPids: options.protectedPids }) });
+    const tracker = new WindowsTreeTracker({ root: valid.root, job: valid.job === true, ...(options.protectedPids !== undefined && { protectedPids: options.protectedPids }) });
     tracker.listingCount = valid.listings;
     tracker.lastTakenAt = valid.lastTakenAt;
     tracker.rootPending = !valid.members.some((member) => member.proof === 'root');
@@ -184,7 +187,7 @@ export class WindowsTreeTracker {
   // stop) go through `sequencedReader`, whose older tables are skipped here, or through `refresh`.
   observe(table: ProcessTable): TrackedProcess[] {
     if (this.observedTables.has(table)) return [];
-    const sequence = tableSequence.get(table);
+    const sequence = table.sequence;
     if (sequence !== undefined) {
       if (sequence < this.lastSequence) return [];
       this.lastSequence = sequence;
@@ -265,7 +268,8 @@ export class WindowsTreeTracker {
       const info: ProcessInfo = { ...row, name };
       owned.push({ info, role: classifyRole(info), proofs: [member.proof], depth: member.depth });
     }
-    const rank = (entry: OwnedProcess): number => (entry.role === 'shell' ? 0 : 1);
+    // The job launcher first (ending it ends the whole job at once), then shells (no relaunch loop), then the rest.
+    const rank = (entry: OwnedProcess): number => (this.job && entry.proofs[0] === 'root' ? -1 : entry.role === 'shell' ? 0 : 1);
     const firstSeen = (entry: OwnedProcess): number => this.latest.get(entry.info.pid)?.firstSeen ?? 0;
     owned.sort((a, b) => rank(a) - rank(b) || a.depth - b.depth || firstSeen(a) - firstSeen(b) || a.info.pid - b.info.pid);
     return owned;
@@ -297,6 +301,7 @@ export class WindowsTreeTracker {
       lastTakenAt: this.lastTakenAt,
       members: this.history(),
       foreign: foreign.sort((x, y) => x.pid - y.pid),
+      ...(this.job && { job: true }),
     };
   }
 
@@ -538,7 +543,7 @@ export async function terminateWindows(tracker: WindowsTreeTracker, options: Win
     }
   }
 
-  // 1–5. Kill cmd.exe parents first, then every owned pid top-down; re-read; newcomers join the next round.
+  // 1–5. Kill the job launcher (if any), cmd.exe parents next, then every owned pid top-down; re-read; newcomers join the next round.
   const confirmDeadline = now() + (options.confirmTimeoutMs ?? 10_000);
   for (let round = 0; current.length > 0; round += 1) {
     if (round > 0 && now() >= confirmDeadline) break;
@@ -556,6 +561,14 @@ export async function terminateWindows(tracker: WindowsTreeTracker, options: Win
         current = await collect();
         if (current.length === 0) break;
       }
+    }
+    const [first] = current;
+    if (tracker.job && first !== undefined && first.info.pid === tracker.root.pid) {
+      // The job launcher: ending it closes the Job Object, and the kernel ends every member in one step.
+      record(first, await killer.kill(first.info.pid));
+      await sleep(pollMs);
+      current = await collect();
+      if (current.length === 0) break;
     }
     for (const owned of current) record(owned, await killer.kill(owned.info.pid));
     await sleep(pollMs);
@@ -678,7 +691,8 @@ function parseRecord(value: unknown): WindowsTreeRecord {
       firstSeen: int(entry.firstSeen, `${at}.firstSeen`, 0),
     };
   });
-  return { version: 1, root, listings, lastTakenAt, members, foreign };
+  if (value.job !== undefined && typeof value.job !== 'boolean') fail('job', value.job);
+  return { version: 1, root, listings, lastTakenAt, members, foreign, ...(value.job === true && { job: true }) };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -1,8 +1,12 @@
 // The Windows side of the Wine suite: runs one scenario with real Windows processes and writes the outcome
 // as JSON to a FILE (Windows node.exe under Wine dies with EBADF when it writes to a Unix pipe).
 //
-//   node.exe harness.mjs <scenario> <workdir> <python.exe>
-//   node.exe harness.mjs controller <workdir> <python.exe> [guard|no-guard]   (started by the harness itself)
+//   node.exe harness.mjs <scenario>[-nojob] <workdir> <python.exe>
+//   node.exe harness.mjs controller <workdir> <python.exe> guard|no-guard job|nojob   (started by the harness itself)
+//
+// By default the tree runs inside a kill-on-close Job Object (launch()'s Windows default: the job launcher is
+// the root, cmd.exe its child). A scenario name ending in -nojob launches with `windowsJob: false`, the
+// strategy that has only the tracker, taskkill and the guard.
 //
 // It drives Warden's compiled process layer (dist/, built by `npm run build`): launch() starts
 // `cmd.exe /d /s /c webui-user.bat`, whose relaunch loop runs the fake python.exe (a renamed node.exe running
@@ -26,10 +30,13 @@ const win = await import(pathToFileURL(join(dist, 'src', 'process', 'windows.js'
 // The product's polite request (node:http): Node's fetch cannot connect under Wine 8 ("connect UNKNOWN").
 const { postQuietly } = await import(pathToFileURL(join(dist, 'src', 'health.js')).href);
 
-const [mode, workdirArg, pythonExe, extra] = process.argv.slice(2);
+const [mode, workdirArg, pythonExe, extra, jobArg] = process.argv.slice(2);
 if (mode === undefined || workdirArg === undefined || pythonExe === undefined) {
   throw new Error('usage: node harness.mjs <scenario> <workdir> <python.exe>');
 }
+// The scenario without its -nojob suffix, and whether the tree gets a Job Object.
+const withJob = mode === 'controller' ? jobArg !== 'nojob' : !mode.endsWith('-nojob');
+const scenario = mode.replace(/-nojob$/, '');
 const workdir = resolve(workdirArg);
 const stateDir = join(workdir, 'state');
 const pidDir = join(stateDir, 'pids');
@@ -163,6 +170,7 @@ function launchSpec() {
     env: { PYTHON: pythonExe, FAKE_WEBUI_STATE_DIR: stateDir },
     // Discovery off: the sampler below feeds the tracker, one read at a time (no out-of-order tables).
     discoverIntervalMs: 0,
+    windowsJob: withJob,
   };
 }
 
@@ -293,10 +301,27 @@ async function ownScenario() {
     const first = launchesOf()[0];
     const options = {};
 
-    if (mode === 'polite-stop') {
+    if (withJob && handle.windowsJob === undefined) fail('launch() made no Job Object although windowsJob is on');
+    if (!withJob && handle.windowsJob !== undefined) fail('launch() made a Job Object although windowsJob is false');
+    // The shell parent: the root itself, or (Job Object) the launcher's child cmd.exe.
+    const shellPid = handle.windowsJob?.pid ?? handle.root.pid;
+    if (scenario === 'polite-stop') {
       options.beforeSignals = () => post(first.port, '/sdapi/v1/server-stop');
       options.politeWaitMs = 10_000;
-    } else if (mode === 'middle-killed') {
+    } else if (scenario === 'middle-killed' && withJob) {
+      // launch.py crashes: webui.bat ends, cmd.exe exits, the job launcher exits with it, and the kernel ends
+      // the orphaned workers with the job, before any stop is asked for.
+      process.kill(first.pid);
+      const crashAt = performance.now();
+      const gone = await waitFor('the orphaned workers to die with the job', 15_000, (t) => {
+        const rows = rowsOf(t);
+        return [handle.root.pid, shellPid, ...first.workers].every((pid) => !alive(rows, pid)) ? t : undefined;
+      }, sample).catch((error) => fail(String(error.message)));
+      if (gone !== undefined) result.notes.push(`job: launcher, cmd.exe and both orphaned workers gone ${Math.round(performance.now() - crashAt)} ms after python.exe was killed`);
+      const exit = await Promise.race([handle.exited, sleep(5000).then(() => 'no exit')]);
+      result.notes.push(`root exit: ${JSON.stringify(exit)}`);
+      if (exit === 'no exit') fail('the job launcher (root) did not exit after cmd.exe ended');
+    } else if (scenario === 'middle-killed') {
       // launch.py crashes (TerminateProcess on the middle python.exe): its workers keep its dead pid as ppid.
       process.kill(first.pid);
       const rows = rowsOf(await waitFor('python.exe to die', 10_000, (t) => (alive(rowsOf(t), first.pid) ? undefined : t), sample));
@@ -306,7 +331,7 @@ async function ownScenario() {
       const owned = tracker.owned(await sample()).map((o) => o.info.pid);
       for (const worker of first.workers) if (!owned.includes(worker)) fail(`the tracker lost orphan worker ${worker}`);
       result.notes.push(`orphans after the crash: ${show(rows.filter((r) => r.ppid === first.pid))}`);
-    } else if (mode === 'relaunch') {
+    } else if (scenario === 'relaunch') {
       // server-restart leaves tmp\restart behind and exits without stopping its workers: webui.bat relaunches.
       if (!(await post(first.port, '/sdapi/v1/server-restart'))) fail('server-restart was not answered');
       const second = await waitFor('the relaunched python.exe', 20_000, (t) => {
@@ -314,7 +339,7 @@ async function ownScenario() {
         return next !== undefined && generationUp(rowsOf(t), next) ? next : undefined;
       }, sample);
       const rows = rowsOf(await sample());
-      if (second.ppid !== handle.root.pid) fail(`the relaunch's parent is ${second.ppid}, not the root cmd.exe ${handle.root.pid}`);
+      if (second.ppid !== shellPid) fail(`the relaunch's parent is ${second.ppid}, not the tree's cmd.exe ${shellPid}`);
       for (const worker of first.workers) if (!alive(rows, worker, first.pid)) fail(`leaked worker ${worker} of the first generation is not alive before the stop`);
       const owned = tracker.owned(await sample()).map((o) => o.info.pid);
       for (const pid of [second.pid, ...second.workers, ...first.workers]) if (!owned.includes(pid)) fail(`the tracker does not own ${pid} after the relaunch`);
@@ -327,7 +352,7 @@ async function ownScenario() {
     mark('stopped');
     result.report = report;
     if (report.survivors.length > 0) fail(`terminate reported survivors: ${JSON.stringify(report.survivors)}`);
-    if (mode === 'polite-stop' && report.escalated) result.notes.push('polite stop escalated to taskkill (server-stop did not end the tree in time)');
+    if (scenario === 'polite-stop' && report.escalated) result.notes.push('polite stop escalated to taskkill (server-stop did not end the tree in time)');
     await stopSampler();
     await finalCheck({ rootPid: handle.root.pid, rootPpid: process.pid, tracker, killedPids: report.killed.map((k) => k.pid) });
   } finally {
@@ -349,7 +374,7 @@ async function controllerKilled(guarded) {
   const out = openSync(join(workdir, 'controller.out'), 'a');
   // PROCESS LIFECYCLE: the controller is the harness's direct child; it is killed below (the scenario), and
   // the suite's `wineserver -k` on its own prefix ends anything left.
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), 'controller', workdir, pythonExe, guarded ? 'guard' : 'no-guard'], {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), 'controller', workdir, pythonExe, guarded ? 'guard' : 'no-guard', withJob ? 'job' : 'nojob'], {
     stdio: ['ignore', out, out],
     windowsHide: true,
   });
@@ -387,6 +412,23 @@ async function controllerKilled(guarded) {
       if (guardGone !== undefined && stopped.length !== 1) fail(`the guard logged ${stopped.length} stops: ${JSON.stringify(lines)}`);
       for (const s of stopped) if (s.report.survivors.length > 0) fail(`the guard reported survivors: ${JSON.stringify(s.report.survivors)}`);
       result.report = stopped[0]?.report;
+    } else if (withJob) {
+      // The Job Object: the controller's death ends the job launcher (its stdin pipe hits EOF, and Node's own
+      // kill-on-close job ends it too), and closing the job ends every member. No guard, no reap needed.
+      const killedAt = performance.now();
+      const tree = [ready.rootPid, ...ready.owned, launch.pid, ...launch.workers];
+      const gone = await waitFor('the whole tree to die with the controller', 15_000, (t) => (tree.every((pid) => !alive(rowsOf(t), pid)) ? t : undefined), async () => keep(await read())).catch((error) => {
+        fail(`${error.message} (a Job Object should have ended it)`);
+        return undefined;
+      });
+      if (gone !== undefined) result.notes.push(`job: all ${new Set(tree).size} processes of the tree gone ${Math.round(performance.now() - killedAt)} ms after the controller was killed`);
+      mark('treeGone');
+      // What the next start's reap would find: nothing.
+      const tracker = win.WindowsTreeTracker.fromRecord(readJson(join(workdir, 'record.json')));
+      if (!tracker.job) fail('the persisted record does not say the tree had a Job Object');
+      const report = await win.terminateWindows(tracker, { immediate: true });
+      result.report = report;
+      if (report.killed.some((k) => k.signal === 'SIGKILL')) fail(`the reap after the job still had to kill: ${JSON.stringify(report.killed)}`);
     } else {
       // The incident, reproduced: Node's kill-on-close job ended cmd.exe only; python.exe and workers live on.
       await sleep(1500);
@@ -418,9 +460,9 @@ if (mode === 'controller') {
   await controller();
 } else {
   try {
-    if (mode === 'plain-stop' || mode === 'polite-stop' || mode === 'middle-killed' || mode === 'relaunch') await ownScenario();
-    else if (mode === 'controller-killed') await controllerKilled(true);
-    else if (mode === 'controller-killed-unguarded') await controllerKilled(false);
+    if (['plain-stop', 'polite-stop', 'middle-killed', 'relaunch'].includes(scenario)) await ownScenario();
+    else if (scenario === 'controller-killed') await controllerKilled(true);
+    else if (scenario === 'controller-killed-unguarded') await controllerKilled(false);
     else throw new Error(`unknown scenario ${mode}`);
   } catch (error) {
     fail(`harness error: ${error?.stack ?? error}`);

@@ -90,11 +90,13 @@ afterEach(async () => {
 
 const pythonKilled = (result: HarnessResult): number => (result.report?.killed ?? []).filter((k) => k.name.toLowerCase() === 'python.exe').length;
 
-describe('Windows under Wine: cmd.exe → python.exe → workers, stopped by the Windows strategy', () => {
-  it('plain stop: cmd.exe parent first, then per-pid taskkill; decoy cmd.exe/python.exe survive', async () => {
+const killedAs = (result: HarnessResult, name: string): string[] => (result.report?.killed ?? []).filter((k) => k.name.toLowerCase() === name).map((k) => k.signal);
+
+describe('Windows under Wine, with a Job Object (the default): the job launcher holds the tree', () => {
+  it('plain stop: the job launcher is ended first and the kernel ends the whole job; decoys survive', async () => {
     const result = await runScenario('plain-stop');
     expect(result.report?.survivors).toEqual([]);
-    expect(result.report?.killed.find((k) => k.role === 'shell')?.name.toLowerCase()).toBe('cmd.exe');
+    expect(result.report?.killed[0]).toMatchObject({ name: 'node.exe', signal: 'SIGKILL' });
     expect(pythonKilled(result)).toBe(3);
   });
 
@@ -105,28 +107,51 @@ describe('Windows under Wine: cmd.exe → python.exe → workers, stopped by the
     expect(pythonKilled(result)).toBe(3);
   });
 
-  it('middle python.exe killed first: its workers keep the dead ppid and are still found and stopped', async () => {
+  it('middle python.exe killed: cmd.exe ends, the launcher exits with it, and the job ends the stale-ppid orphans at once', async () => {
     const result = await runScenario('middle-killed');
+    expect(result.notes.join('\n')).toMatch(/job: launcher, cmd\.exe and both orphaned workers gone \d+ ms after/);
     expect(result.report?.survivors).toEqual([]);
-    // Only the two stale-ppid orphans were left to stop (cmd.exe exited by itself when launch.py died).
-    expect(pythonKilled(result)).toBe(2);
+    // Nothing was left for the stop to kill.
+    expect(killedAs(result, 'python.exe').filter((signal) => signal === 'SIGKILL')).toEqual([]);
   });
 
-  it('.bat relaunch loop with tmp\\restart: both generations (leaked workers included) are stopped', async () => {
+  it('.bat relaunch loop with tmp\\restart: both generations (leaked workers included) end with the job', async () => {
     const result = await runScenario('relaunch');
     expect(result.report?.survivors).toEqual([]);
     expect(pythonKilled(result)).toBe(5);
   });
 
+  it('controller killed, no guard: the whole tree dies with it (the Job Object closes), nothing left to reap', async () => {
+    const result = await runScenario('controller-killed-unguarded');
+    expect(result.notes.join('\n')).toMatch(/job: all \d+ processes of the tree gone \d+ ms after the controller was killed/);
+    expect(result.report?.survivors).toEqual([]);
+  });
+});
+
+describe('Windows under Wine, without a Job Object (windowsJob: false): tracker, taskkill and the guard', () => {
+  it('plain stop: cmd.exe parent first, then per-pid taskkill; decoy cmd.exe/python.exe survive', async () => {
+    const result = await runScenario('plain-stop-nojob');
+    expect(result.report?.survivors).toEqual([]);
+    expect(result.report?.killed.find((k) => k.role === 'shell')?.name.toLowerCase()).toBe('cmd.exe');
+    expect(pythonKilled(result)).toBe(3);
+  });
+
+  it('middle python.exe killed first: its workers keep the dead ppid and are still found and stopped', async () => {
+    const result = await runScenario('middle-killed-nojob');
+    expect(result.report?.survivors).toEqual([]);
+    // Only the two stale-ppid orphans were left to stop (cmd.exe exited by itself when launch.py died).
+    expect(pythonKilled(result)).toBe(2);
+  });
+
   it('controller killed (Task Manager "End task"): the force-close guard stops the tree', async () => {
-    const result = await runScenario('controller-killed');
+    const result = await runScenario('controller-killed-nojob');
     expect(result.guard).toEqual(['start', 'track', 'controller-gone', 'stopped']);
     expect(result.report?.survivors).toEqual([]);
     expect(pythonKilled(result)).toBe(3);
   });
 
   it('controller killed without a guard: the incident (python tree outlives it), then a reap from the persisted record', async () => {
-    const result = await runScenario('controller-killed-unguarded');
+    const result = await runScenario('controller-killed-unguarded-nojob');
     expect(result.notes.join('\n')).toContain('3 of 3 python.exe outlived the controller');
     expect(result.report?.survivors).toEqual([]);
     expect(pythonKilled(result)).toBe(3);
