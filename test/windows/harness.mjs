@@ -456,11 +456,34 @@ async function controllerKilled(guarded) {
   }
 }
 
+// The job launcher re-quotes the command line for CreateProcessW: a tree started through it must see exactly
+// the arguments Node's own spawn (windowsJob: false) gives it.
+async function argvParity() {
+  const tricky = ['plain', 'with space', 'say "hi"', 'C:\\dir with space\\', '', 'tab\there', 'a\\\\"b c', '100%', '^&|<>'];
+  const seen = {};
+  for (const job of [true, false]) {
+    const out = join(workdir, `argv-${job ? 'job' : 'nojob'}.json`);
+    const handle = await proc.launch({ ...launchSpec(), command: pythonExe, args: [join(fixtures, 'argv.cjs'), out, ...tricky], windowsJob: job });
+    const exit = await Promise.race([handle.exited, sleep(20_000).then(() => 'timeout')]);
+    handle.dispose();
+    if (!existsSync(out)) {
+      fail(`${job ? 'job' : 'no job'}: the argv fixture wrote nothing (exit ${JSON.stringify(exit)})`);
+      continue;
+    }
+    seen[job ? 'job' : 'nojob'] = readJson(out);
+    if (job && handle.windowsJob?.pid !== seen.job.pid) fail(`the launcher reported pid ${handle.windowsJob?.pid}, the command says it is ${seen.job.pid}`);
+  }
+  result.notes.push(`argv: ${JSON.stringify(seen)}`);
+  if (JSON.stringify(seen.job?.args) !== JSON.stringify(tricky)) fail(`through the job launcher the arguments arrived as ${JSON.stringify(seen.job?.args)}`);
+  if (JSON.stringify(seen.nojob?.args) !== JSON.stringify(tricky)) fail(`through Node's spawn the arguments arrived as ${JSON.stringify(seen.nojob?.args)}`);
+}
+
 if (mode === 'controller') {
   await controller();
 } else {
   try {
     if (['plain-stop', 'polite-stop', 'middle-killed', 'relaunch'].includes(scenario)) await ownScenario();
+    else if (scenario === 'argv') await argvParity();
     else if (scenario === 'controller-killed') await controllerKilled(true);
     else if (scenario === 'controller-killed-unguarded') await controllerKilled(false);
     else throw new Error(`unknown scenario ${mode}`);

@@ -121,6 +121,12 @@ describe('Windows under Wine, with a Job Object (the default): the job launcher 
     expect(pythonKilled(result)).toBe(5);
   });
 
+  it('the job launcher hands the command exactly the arguments Node\'s own spawn would (spaces, quotes, backslashes, empty)', async () => {
+    const result = await runScenario('argv');
+    expect(result.failures).toEqual([]);
+    expect(result.notes.join('\n')).toContain('"job":{"args":["plain","with space"');
+  });
+
   it('controller killed, no guard: the whole tree dies with it (the Job Object closes), nothing left to reap', async () => {
     const result = await runScenario('controller-killed-unguarded');
     expect(result.notes.join('\n')).toMatch(/job: all \d+ processes of the tree gone \d+ ms after the controller was killed/);
