@@ -222,7 +222,7 @@ describe('the job launcher', () => {
 // The stop protocol with a job launcher as the root
 
 const row = (pid: number, ppid: number, name: string): ProcessInfo => ({
-  pid, ppid, name, pgid: undefined, sid: undefined, startTime: undefined, state: undefined, cmdline: undefined,
+  pid, ppid, name, pgid: undefined, sid: undefined, uid: undefined, startTime: undefined, state: undefined, cmdline: undefined,
 });
 const table = (rows: ProcessInfo[], sequence: number): ProcessTable => ({ backend: 'ps-list', takenAt: sequence, sequence, processes: new Map(rows.map((r) => [r.pid, r])) });
 
