@@ -49,6 +49,8 @@ export interface InstanceConfig {
   startupTimeoutMs: number;
   stopGraceMs: number;
   restart: RestartConfig;
+  /** Windows only: run the tree inside a kill-on-close Job Object (through Warden's job launcher). */
+  windowsJob: boolean;
 }
 
 /** Process-count limits; a level is reached when either count is above its limit. */
@@ -206,6 +208,10 @@ const instanceSchema = z
     startupTimeoutMs: duration(100, 180000, 'From launch to healthy, in ms; longer counts as a failed start.'),
     stopGraceMs: duration(0, 5000, 'Between SIGTERM and SIGKILL when stopping, in ms.'),
     restart: restartSchema.prefault({}).describe('Restart after a crash: exponential backoff and a restart budget.'),
+    windowsJob: z
+      .boolean()
+      .default(true)
+      .describe('Windows only: run the tree inside a kill-on-close Job Object, so the kernel ends all of it when Warden dies. false: tracker, taskkill and the guard only.'),
   })
   .superRefine(
     (instance, ctx) => {
@@ -791,6 +797,7 @@ function resolveInstance(instance: ParsedInstance, baseDir: string): InstanceCon
     startupTimeoutMs: instance.startupTimeoutMs,
     stopGraceMs: instance.stopGraceMs,
     restart: { ...instance.restart },
+    windowsJob: instance.windowsJob,
   };
 }
 

@@ -67,6 +67,7 @@ describe('defaults', () => {
           startupTimeoutMs: 180000,
           stopGraceMs: 5000,
           restart: { onCrash: true, baseDelayMs: 1000, maxDelayMs: 60000, maxRestarts: 5, windowMs: 300000, resetAfterMs: 600000 },
+          windowsJob: true,
         },
       ],
       watchdog: {
@@ -271,6 +272,7 @@ describe('each bad field is named with the value received', () => {
       'instances[0].env.WARDEN_INSTANCE: is reserved: Warden sets it to prove which processes are ours (got "x:y")',
     ],
     ['a non-string env value', { instances: [{ ...webui, env: { CUDA_VISIBLE_DEVICES: 0 } }] }, 'instances[0].env.CUDA_VISIBLE_DEVICES: must be a string (got 0)'],
+    ['windowsJob as a string', { instances: [{ ...webui, windowsJob: 'yes' }] }, 'instances[0].windowsJob: must be true or false (got "yes")'],
     ['a delay beyond what timers can wait', { instances: [{ ...webui, stopGraceMs: 2 ** 31 }] }, 'instances[0].stopGraceMs: must be ≤ 2147483647 (got 2147483648)'],
   ];
 
