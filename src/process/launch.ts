@@ -255,7 +255,10 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
       if (!hasExited) subprocess.kill('SIGKILL');
       const exit = await exited;
       const why = outcome === 'timeout' ? `the job launcher did not report within ${timeoutMs} ms` : `the job launcher exited (code ${String(exit.code)}) before the command ran`;
-      throw new LaunchError('JOB_OBJECT_FAILED', `${prefix}cannot start "${spec.command}" inside a Job Object: ${why}${earlyErrors.length > 0 ? `: ${earlyErrors.join(' | ')}` : ''} (launch with windowsJob: false to run without one)`);
+      const said = earlyErrors.join(' | ');
+      // The way out is named only when the job itself was the problem, not the command.
+      const hint = outcome === 'timeout' || said.includes('Job Object') ? ' (windowsJob: false runs without one)' : '';
+      throw new LaunchError('JOB_OBJECT_FAILED', `${prefix}cannot start "${spec.command}" inside a Job Object: ${why}${said !== '' ? `: ${said}` : ''}${hint}`);
     }
     windowsJob = outcome;
   }

@@ -478,12 +478,37 @@ async function argvParity() {
   if (JSON.stringify(seen.nojob?.args) !== JSON.stringify(tricky)) fail(`through Node's spawn the arguments arrived as ${JSON.stringify(seen.nojob?.args)}`);
 }
 
+// A command CreateProcessW cannot run (a script, not an executable): the launcher reports the Win32 error, and
+// launch() refuses with JOB_OBJECT_FAILED, leaving nothing running.
+async function refusal() {
+  const before = rowsOf(keep(await read()));
+  const started = performance.now();
+  let error;
+  try {
+    const handle = await proc.launch({ ...launchSpec(), command: join(fixtures, 'argv.cjs'), args: [join(workdir, 'never.json')] });
+    fail(`launch() accepted a command CreateProcessW cannot run (root ${handle.root.pid})`);
+  } catch (caught) {
+    error = caught;
+  }
+  result.notes.push(`refused in ${Math.round(performance.now() - started)} ms: ${error?.code}: ${error?.message}`);
+  if (error?.code !== 'JOB_OBJECT_FAILED') fail(`expected JOB_OBJECT_FAILED, got ${error?.code}: ${error?.message}`);
+  if (!/Win32 error \d+/.test(String(error?.message))) fail(`the refusal does not name the Win32 error: ${error?.message}`);
+  await sleep(500);
+  const after = rowsOf(keep(await read()));
+  const newcomers = after.filter((row) => !before.some((old) => old.pid === row.pid) && !/fastlist|conhost/i.test(row.name) && row.ppid !== process.pid);
+  if (existsSync(join(workdir, 'never.json'))) fail('the refused command ran');
+  const leftovers = after.filter((row) => row.ppid === process.pid && !/fastlist/i.test(row.name));
+  if (leftovers.length > 0) fail(`processes left by the refused launch: ${show(leftovers)}`);
+  result.notes.push(`new processes after the refusal (not ours): ${show(newcomers)}`);
+}
+
 if (mode === 'controller') {
   await controller();
 } else {
   try {
     if (['plain-stop', 'polite-stop', 'middle-killed', 'relaunch'].includes(scenario)) await ownScenario();
     else if (scenario === 'argv') await argvParity();
+    else if (scenario === 'refusal') await refusal();
     else if (scenario === 'controller-killed') await controllerKilled(true);
     else if (scenario === 'controller-killed-unguarded') await controllerKilled(false);
     else throw new Error(`unknown scenario ${mode}`);

@@ -127,6 +127,11 @@ describe('Windows under Wine, with a Job Object (the default): the job launcher 
     expect(result.notes.join('\n')).toContain('"job":{"args":["plain","with space"');
   });
 
+  it('a command CreateProcessW cannot run is refused (JOB_OBJECT_FAILED, with the Win32 error) and leaves nothing running', async () => {
+    const result = await runScenario('refusal');
+    expect(result.notes.join('\n')).toMatch(/JOB_OBJECT_FAILED: .*CreateProcessW\(.*argv\.cjs\) failed with Win32 error \d+/);
+  });
+
   it('controller killed, no guard: the whole tree dies with it (the Job Object closes), nothing left to reap', async () => {
     const result = await runScenario('controller-killed-unguarded');
     expect(result.notes.join('\n')).toMatch(/job: all \d+ processes of the tree gone \d+ ms after the controller was killed/);
