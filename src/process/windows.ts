@@ -134,6 +134,8 @@ export class WindowsTreeTracker {
     if (options.baseline !== undefined) {
       // Everything alive before the spawn is older than the root: remembered as foreign.
       const index = this.beginListing(options.baseline);
+      // A table whose read began before the baseline's knows nothing of the root: never observed.
+      if (options.baseline.sequence !== undefined) this.lastSequence = options.baseline.sequence;
       for (const info of options.baseline.processes.values()) this.latest.set(info.pid, this.sighting(info, index, undefined));
     }
   }

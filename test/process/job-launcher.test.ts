@@ -294,3 +294,27 @@ describe('Windows stop with a Job Object', () => {
     expect(report.survivors).toEqual([]);
   });
 });
+
+describe('read order (every snapshot() table carries the order its read began)', () => {
+  test('a table read before the launch baseline is never observed: it would make the new root look dead', () => {
+    const baseline = table([row(300, 1, 'cmd.exe')], 5);
+    const tracker = new WindowsTreeTracker({ root: { pid: 200, startTime: undefined }, baseline, protectedPids: [0, 4] });
+    const withRoot = table([row(200, 100, 'node.exe'), row(210, 200, 'cmd.exe'), row(300, 1, 'cmd.exe')], 7);
+    // Read before the spawn (sequence 4), delivered late by a slow reader: skipped.
+    expect(tracker.observe(table([row(300, 1, 'cmd.exe')], 4))).toEqual([]);
+    expect(tracker.listings).toBe(1);
+    expect(tracker.owned(withRoot).map((entry) => entry.info.pid)).toEqual([210, 200]);
+    // And after a newer table, an older one is skipped too.
+    expect(tracker.observe(table([row(300, 1, 'cmd.exe')], 6))).toEqual([]);
+    expect(tracker.owned(withRoot).map((entry) => entry.info.pid)).toEqual([210, 200]);
+  });
+
+  test('snapshot() numbers its tables in the order the reads began', async () => {
+    const { snapshot } = await import('../../src/process/snapshot.js');
+    const first = snapshot({ cmdline: false });
+    const second = snapshot({ cmdline: false });
+    const [a, b] = await Promise.all([first, second]);
+    expect(a.sequence).toBeTypeOf('number');
+    expect(b.sequence).toBe((a.sequence as number) + 1);
+  });
+});
