@@ -3,6 +3,7 @@ import { Observable, defer, exhaustMap, interval, share, startWith } from 'rxjs'
 import { MARKER_VARIABLE, STATE_DIR_VARIABLE, classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, readEnvironVariable, snapshot } from './process/index.js';
 import { hasProcfs } from './process/procfs.js';
 import type { Lookalike, LookalikeMemo, LookalikeProfile, OwnedProcess, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
+import type { WindowsTreeTracker } from './process/windows.js';
 
 /** Counts of one instance's owned processes. */
 export interface RoleCounts {
@@ -38,6 +39,8 @@ export interface SampledInstance {
   id: string;
   /** The live launch, if any. */
   owner: OwnerRecord | undefined;
+  /** Windows: the live launch's tree tracker; it proves ownership there (and sees every sampled table). */
+  windows?: WindowsTreeTracker | undefined;
   profile: LookalikeProfile;
 }
 
@@ -82,7 +85,8 @@ export function classifyTable(
   for (const instance of instances) {
     const counts = emptyCounts();
     if (instance.owner !== undefined) {
-      const owned = collectOwned(instance.owner, table, { readMarker: markerOf });
+      // Windows: every pid ever seen in the tree, orphans with a dead parent's ppid included (no markers there).
+      const owned = instance.windows !== undefined ? instance.windows.owned(table) : collectOwned(instance.owner, table, { readMarker: markerOf });
       ownedById.set(instance.id, owned);
       const shells = new Set(owned.filter((entry) => entry.role === 'shell').map((entry) => entry.info.pid));
       for (const entry of owned) {
