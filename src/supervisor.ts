@@ -474,10 +474,12 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         })),
       liveMarkers,
       stateDir: config.stateDir,
-      onTable: (table, ownedById) => {
+      onTable: (table, ownedById, sampled) => {
         for (const runtime of runtimes.values()) {
           const handle = runtime.handle;
-          if (handle === undefined) continue;
+          // Only a launch that existed when this table's read began: an older table may lack its root, and a
+          // Windows tracker fed one would take the root for dead and every child for foreign.
+          if (handle === undefined || !sampled.some((instance) => instance.owner === handle)) continue;
           const owned = ownedById.get(runtime.config.id);
           handle.identify(table, owned === undefined ? {} : { owned });
           persistWindowsTree(runtime, handle);
