@@ -13,7 +13,7 @@
 // Every fake process records its pid/ppid in <workdir>/state/pids, and the harness keeps its own listings, so the
 // final check ("nothing of the tree alive in a fresh listing, both decoys alive") does not rely on Warden's word.
 import { spawn } from 'node:child_process';
-import { appendFileSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -327,6 +327,15 @@ async function cliKilled(guarded) {
   if (guarded) check(guardPid !== undefined, 'warden run started no force-close guard (no start line in windows-guard.log)');
   else check(!existsSync(join(wardenDir, 'windows-guard.log')), 'warden run --no-sentinel started a force-close guard anyway');
 
+  if (!guarded) {
+    // A steady tree adopts nothing: the supervisor must not rewrite the registry on every sample (3+ ticks here).
+    const registryFile = join(wardenDir, 'registry.json');
+    const before = { mtimeMs: statSync(registryFile).mtimeMs, text: readFileSync(registryFile, 'utf8') };
+    await sleep(1600);
+    const after = { mtimeMs: statSync(registryFile).mtimeMs, text: readFileSync(registryFile, 'utf8') };
+    check(after.mtimeMs === before.mtimeMs && after.text === before.text, `the registry was rewritten while the tree stood still (mtime ${before.mtimeMs} → ${after.mtimeMs})`);
+    mark('registrySteady');
+  }
   await startDecoy('after-launch');
   mark('decoyAfter');
 
