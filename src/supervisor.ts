@@ -424,6 +424,9 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         const acted = reaped.entries.filter((entry) => entry.action === 'reaped');
         if (reaped.entries.length > 0) publish({ type: 'reap', at: Date.now(), report: reaped });
         if (acted.length > 0) logger.warn({ trees: acted.length, survivors: reaped.survivors.length }, 'reaped what an earlier run left');
+        for (const entry of reaped.entries.filter((candidate) => candidate.action === 'unprovable')) {
+          logger.warn({ marker: entry.marker, problem: entry.problem }, 'a registry record could not be proven; its tree, if any, was left alone');
+        }
         if (options.sentinel !== false && process.platform === 'win32') {
           windowsGuard = await startWindowsGuard({ logPath: join(config.stateDir, 'windows-guard.log') });
         } else if (options.sentinel !== false) {
