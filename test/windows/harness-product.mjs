@@ -27,6 +27,10 @@ const proc = await import(pathToFileURL(join(dist, 'src', 'process', 'index.js')
 // `warden run` serves the dashboard from dist/src/server/dashboard or <dist>/../src/server/dashboard (the package's
 // layout); the private build sits one level deeper than dist/, so the files go next to its server code.
 cpSync(join(repo, 'src', 'server', 'dashboard'), join(dist, 'src', 'server', 'dashboard'), { recursive: true });
+// These scenarios are about what happens when nothing in the kernel holds the tree (the tracker, the registry, the
+// guard): where the config knows a Job Object option (`instances[].windowsJob`), they turn it off.
+const { configJsonSchema } = await import(pathToFileURL(join(dist, 'src', 'config.js')).href);
+const knowsWindowsJob = JSON.stringify(configJsonSchema()).includes('"windowsJob"');
 
 const [scenario, workdirArg, pythonExe] = process.argv.slice(2);
 if (scenario === undefined || workdirArg === undefined || pythonExe === undefined) {
@@ -275,11 +279,13 @@ async function cliKilled(guarded) {
         health: null,
         gracefulStop: false,
         startupTimeoutMs: 60_000,
+        ...(knowsWindowsJob && { windowsJob: false }),
       },
     ],
     watchdog: { sampleIntervalMs: 500 },
     server: { host: '127.0.0.1', port: 0 },
   });
+  if (knowsWindowsJob) result.notes.push('windowsJob: false (no Job Object around the tree)');
   await startDecoy('before-launch');
   mark('decoyBefore');
 
