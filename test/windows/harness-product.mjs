@@ -308,12 +308,12 @@ async function cliKilled(guarded) {
       const launchEvent = events.filter((e) => e.type === 'launch' && e.instance === instanceId).at(-1);
       if (launchEvent === undefined || rows === undefined) return undefined;
       const running = events.some((e) => e.type === 'transition' && e.instance === instanceId && e.to === 'running' && e.at >= launchEvent.at);
-      const launch = launchesOf().find((e) => e.ppid === launchEvent.pid);
-      if (!running || launch === undefined) return undefined;
-      const tree = [launch.pid, ...launch.workers];
-      if (!alive(rows, launch.pid, launchEvent.pid) || !launch.workers.every((w) => alive(rows, w, launch.pid))) return undefined;
       const record = readRegistry()?.find((r) => r.marker === launchEvent.marker);
       const liveMembers = new Set((record?.windows?.members ?? []).filter((m) => m.goneAt == null).map((m) => m.pid));
+      const launch = launchesOf().find((e) => liveMembers.has(e.pid) && alive(rows, e.pid, e.ppid));
+      if (!running || launch === undefined) return undefined;
+      const tree = [launch.pid, ...launch.workers];
+      if (!launch.workers.every((w) => alive(rows, w, launch.pid))) return undefined;
       if (!tree.every((pid) => liveMembers.has(pid))) return undefined;
       return { launchEvent, launch, record, launches: events.filter((e) => e.type === 'launch').length };
     },
