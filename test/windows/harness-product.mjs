@@ -8,6 +8,8 @@
 //                            (exit 1), `reap --dry-run` kills nothing, `reap` stops it from the registry's tree record
 //     cli-killed-guarded     `warden run` (force-close guard on), killed: the guard stops the tree; audit shows
 //                            nothing stale (exit 0); reap only forgets the record
+//     cli-killed-restart     `warden run --no-sentinel`, killed; a second `warden run` reaps the orphaned tree before
+//                            it spawns, then POST /api/shutdown stops its own tree (confirmed, exit 0)
 //
 // It runs the private build (test/windows/global-setup.ts: tsc --outDir .wine-test/dist; WARDEN_WINE_DIST overrides).
 // Every fake process records its pid/ppid in <workdir>/state/pids, and the harness keeps its own listings, so the
@@ -218,9 +220,9 @@ async function warden(name, args, timeoutMs = 40_000) {
   return { code: outcome.code, stdout, json, ms };
 }
 
-// The JSON lines `warden run --json` printed so far.
-function runEvents() {
-  const file = join(workdir, 'run.out');
+// The JSON lines a `warden run --json` (started as `name`) printed so far.
+function runEvents(name = 'run') {
+  const file = join(workdir, `${name}.out`);
   if (!existsSync(file)) return [];
   const events = [];
   for (const line of readFileSync(file, 'utf8').split('\n')) {
@@ -265,7 +267,7 @@ const mark = (name) => {
   result.timings[name] = Math.round(performance.now() - t0);
 };
 
-async function cliKilled(guarded) {
+function writeConfig() {
   writeJson(configFile, {
     stateDir: wardenDir,
     instances: [
@@ -286,25 +288,28 @@ async function cliKilled(guarded) {
     server: { host: '127.0.0.1', port: 0 },
   });
   if (knowsWindowsJob) result.notes.push('windowsJob: false (no Job Object around the tree)');
-  await startDecoy('before-launch');
-  mark('decoyBefore');
+}
 
-  const run = startWarden('run', ['run', '--config', configFile, '--json', ...(guarded ? [] : ['--no-sentinel'])]);
-  const supervisorPid = run.child.pid;
-  let runExit;
+// Starts `warden run --config <file> --json` as `name` (output in <name>.out / <name>.err).
+function startRun(name, guarded) {
+  const run = startWarden(name, ['run', '--config', configFile, '--json', ...(guarded ? [] : ['--no-sentinel'])]);
+  run.exit = undefined;
   void run.exited.then((exit) => {
-    runExit = exit;
-    log('warden run exited', exit);
+    run.exit = exit;
+    log(`warden ${name} exited`, exit);
   });
+  return run;
+}
 
-  // Up = the instance is running, the newest launch's python.exe and both workers are listed under it, and the
-  // registry's record of that launch already holds all three in its Windows tree record.
+// Up = the instance is running, the newest launch's python.exe and both workers are listed, and the registry's
+// record of that launch already holds all three, alive, in its Windows tree record.
+async function waitUp(run) {
   const up = await waitFor(
-    'warden run to have the tree up and recorded',
+    `warden ${run.name} to have the tree up and recorded`,
     60_000,
     (rows) => {
-      if (runExit !== undefined) throw new Error(`warden run exited early (${JSON.stringify(runExit)}): ${readTail(join(workdir, 'run.err'))}`);
-      const events = runEvents();
+      if (run.exit !== undefined) throw new Error(`warden ${run.name} exited early (${JSON.stringify(run.exit)}): ${readTail(join(workdir, `${run.name}.err`))}`);
+      const events = runEvents(run.name);
       const launchEvent = events.filter((e) => e.type === 'launch' && e.instance === instanceId).at(-1);
       if (launchEvent === undefined || rows === undefined) return undefined;
       const running = events.some((e) => e.type === 'transition' && e.instance === instanceId && e.to === 'running' && e.at >= launchEvent.at);
@@ -318,17 +323,44 @@ async function cliKilled(guarded) {
       return { launchEvent, launch, record, launches: events.filter((e) => e.type === 'launch').length };
     },
     async () => rowsOf(await read()),
-    () => `; run events: ${JSON.stringify(runEvents().slice(-6))}; registry: ${JSON.stringify(readRegistry())}; stderr: ${readTail(join(workdir, 'run.err'), 2000)}`,
+    () => `; run events: ${JSON.stringify(runEvents(run.name).slice(-6))}; registry: ${JSON.stringify(readRegistry())}; stderr: ${readTail(join(workdir, `${run.name}.err`), 2000)}`,
   );
-  mark('treeUpAndRecorded');
   const rootPid = up.launchEvent.pid;
-  const pythons = [up.launch.pid, ...up.launch.workers];
+  if (up.launches > 1) result.notes.push(`warden ${run.name} launched ${up.launches} times before the tree was up (a failed start, restarted by its policy)`);
+  check(up.record.root.pid === rootPid && up.record.windows.root.pid === rootPid, `the registry record's root (${up.record.root.pid}, tree ${up.record.windows.root.pid}) is not the launched root ${rootPid}`);
+  return { ...up, rootPid, pythons: [up.launch.pid, ...up.launch.workers] };
+}
+
+// Task Manager's "End task": TerminateProcess on the supervisor, no chance to clean up.
+async function killSupervisor(run) {
+  process.kill(run.child.pid);
+  await run.exited;
+}
+
+// The incident: Node's kill-on-close job ended cmd.exe at most; python.exe and its workers live on.
+async function checkIncident(up) {
+  await sleep(1500);
+  const rows = rowsOf(keep(await read()));
+  result.notes.push(alive(rows, up.rootPid) ? `root cmd.exe ${up.rootPid} outlived the supervisor` : `root cmd.exe ${up.rootPid} died with the supervisor (Node's kill-on-close job)`);
+  const outlived = up.pythons.filter((pid) => alive(rows, pid));
+  result.notes.push(`unguarded: ${outlived.length} of 3 python.exe outlived the supervisor (${outlived})`);
+  check(outlived.length === 3, `expected the python tree to outlive the killed supervisor (the incident), alive: ${outlived}`);
+}
+
+async function cliKilled(guarded) {
+  writeConfig();
+  await startDecoy('before-launch');
+  mark('decoyBefore');
+
+  const run = startRun('run', guarded);
+  const supervisorPid = run.child.pid;
+  const up = await waitUp(run);
+  mark('treeUpAndRecorded');
+  const { rootPid, pythons } = up;
   result.root = rootPid;
   result.supervisor = supervisorPid;
   result.pythons = pythons;
   result.recordedMembers = up.record.windows.members.map((m) => `${m.pid}<${m.ppid} ${m.name || '?'}${m.goneAt == null ? '' : ' (dead)'}`);
-  if (up.launches > 1) result.notes.push(`the supervisor launched ${up.launches} times before the tree was up (a failed start, restarted by its policy)`);
-  check(up.record.root.pid === rootPid && up.record.windows.root.pid === rootPid, `the registry record's root (${up.record.root.pid}, tree ${up.record.windows.root.pid}) is not the launched cmd.exe ${rootPid}`);
   const guardPid = guarded ? guardLog().find((line) => line.event === 'start')?.pid : undefined;
   if (guarded) check(guardPid !== undefined, 'warden run started no force-close guard (no start line in windows-guard.log)');
   else check(!existsSync(join(wardenDir, 'windows-guard.log')), 'warden run --no-sentinel started a force-close guard anyway');
@@ -345,9 +377,7 @@ async function cliKilled(guarded) {
   await startDecoy('after-launch');
   mark('decoyAfter');
 
-  // Task Manager's "End task": TerminateProcess on the supervisor, no chance to clean up.
-  process.kill(supervisorPid);
-  await run.exited;
+  await killSupervisor(run);
   mark('supervisorKilled');
 
   if (guarded) {
@@ -360,13 +390,7 @@ async function cliKilled(guarded) {
     for (const entry of stopped) check(entry.report.survivors.length === 0, `the guard reported survivors: ${JSON.stringify(entry.report.survivors)}`);
     result.guardReport = stopped[0]?.report;
   } else {
-    // The incident: Node's kill-on-close job ended cmd.exe at most; python.exe and its workers live on.
-    await sleep(1500);
-    const rows = rowsOf(keep(await read()));
-    result.notes.push(alive(rows, rootPid) ? `root cmd.exe ${rootPid} outlived the supervisor` : `root cmd.exe ${rootPid} died with the supervisor (Node's kill-on-close job)`);
-    const outlived = pythons.filter((pid) => alive(rows, pid));
-    result.notes.push(`unguarded: ${outlived.length} of 3 python.exe outlived the supervisor (${outlived})`);
-    check(outlived.length === 3, `expected the python tree to outlive the killed supervisor (the incident), alive: ${outlived}`);
+    await checkIncident(up);
   }
 
   // `warden audit`: a dead supervisor's tree is stale (exit 1, warning), or nothing is (exit 0).
@@ -417,17 +441,82 @@ async function cliKilled(guarded) {
   mark('auditAfter');
   check(after.code === 0 && after.json.stale.length === 0, `audit after the reap: exit ${after.code}, stale ${JSON.stringify(after.json.stale)}`);
 
-  await finalCheck(rootPid, supervisorPid);
+  await finalCheck([[rootPid, supervisorPid]]);
 }
 
-// A fresh listing shows nothing of the tree alive (tree from the harness's listings + the pids the fakes
+// POSTs to the control API of a `warden run` (node:http: Node's fetch cannot connect under Wine 8).
+async function postApi(path) {
+  const server = readJson(join(wardenDir, 'server.json'));
+  const token = readFileSync(join(wardenDir, 'token'), 'utf8').trim();
+  const { request } = await import('node:http');
+  return new Promise((resolvePost, rejectPost) => {
+    const req = request(`${server.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, connection: 'close' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk) => (body += chunk)).on('end', () => resolvePost({ status: res.statusCode, body }));
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error(`POST ${path}: no answer within 10 s`)));
+    req.on('error', rejectPost);
+    req.end();
+  });
+}
+
+// The next start reaps before it spawns: a second `warden run` stops the first one's orphaned tree from the
+// registry record, launches a new tree, and a shutdown through the control API stops that one, confirmed.
+async function cliKilledRestart() {
+  writeConfig();
+  await startDecoy('before-launch');
+  const first = startRun('run', false);
+  const up = await waitUp(first);
+  mark('treeUpAndRecorded');
+  result.root = up.rootPid;
+  result.pythons = up.pythons;
+  await startDecoy('after-launch');
+  await killSupervisor(first);
+  mark('supervisorKilled');
+  await checkIncident(up);
+
+  const second = startRun('run2', false);
+  const next = await waitUp(second);
+  mark('restartedUp');
+  const reapEvent = runEvents('run2').find((e) => e.type === 'reap');
+  const entry = reapEvent?.report.entries.find((e) => e.marker === up.launchEvent.marker);
+  result.startupReap = entry;
+  check(entry !== undefined && entry.action === 'reaped' && entry.recordRemoved === true && entry.survivors.length === 0, `the second run's reap-before-spawn: ${JSON.stringify(reapEvent)}`);
+  const killed = (entry?.killed ?? []).map((k) => k.pid);
+  for (const pid of up.pythons) check(killed.includes(pid), `the second run's reap did not report stopping python.exe ${pid} (killed: ${killed})`);
+  const launchedAt = runEvents('run2').find((e) => e.type === 'launch')?.at ?? 0;
+  check(reapEvent !== undefined && reapEvent.at <= launchedAt, 'the second run launched before it reaped');
+  const rows = rowsOf(keep(await read()));
+  for (const pid of up.pythons) check(!alive(rows, pid), `python.exe ${pid} of the first run is alive after the second run's start`);
+  check(next.rootPid !== up.rootPid && next.pythons.every((pid) => alive(rows, pid)), 'the second run\'s tree is not up');
+
+  // A normal shutdown (POST /api/shutdown): every tree stopped and read back dead, the record removed, exit 0.
+  const answer = await postApi('/api/shutdown');
+  check(answer.status === 202, `POST /api/shutdown answered ${answer.status}: ${answer.body}`);
+  const exit = await Promise.race([second.exited, sleep(30_000).then(() => 'timeout')]);
+  mark('shutdown');
+  result.shutdown = { exit, event: runEvents('run2').find((e) => e.type === 'shutdown') };
+  check(exit !== 'timeout' && exit.code === 0, `warden run2 after POST /api/shutdown: ${JSON.stringify(exit)}`);
+  const termination = runEvents('run2').find((e) => e.type === 'termination' && e.reason === 'shutdown');
+  result.shutdownReport = termination?.report;
+  check(termination !== undefined && termination.report.survivors.length === 0, `shutdown termination: ${JSON.stringify(termination)}`);
+  check(Array.isArray(readRegistry()) && readRegistry().length === 0, `the registry still lists ${JSON.stringify(readRegistry())}`);
+
+  const after = await warden('audit-after', ['audit', '--config', configFile, '--json']);
+  result.cli.auditAfter = { code: after.code, ms: after.ms, level: after.json.level, stale: after.json.stale };
+  check(after.code === 0 && after.json.stale.length === 0, `audit after the shutdown: exit ${after.code}, stale ${JSON.stringify(after.json.stale)}`);
+  result.killedPids = [...killed, ...(termination?.report.killed ?? []).map((k) => k.pid)];
+  await finalCheck([[up.rootPid, first.child.pid], [next.rootPid, second.child.pid]]);
+}
+
+// A fresh listing shows nothing of the trees alive (trees from the harness's listings + the pids the fakes
 // recorded), every decoy alive, and Warden never reported killing a decoy.
-async function finalCheck(rootPid, supervisorPid) {
+async function finalCheck(roots) {
   sampling = false;
   await sampler;
   const rows = rowsOf(keep(await read()));
   result.freshListing = show(rows);
-  const ownedEver = new Map(independentTree(rootPid, supervisorPid).map((r) => [`${r.pid}:${r.ppid}`, r]));
+  const ownedEver = new Map(roots.flatMap(([rootPid, supervisorPid]) => independentTree(rootPid, supervisorPid)).map((r) => [`${r.pid}:${r.ppid}`, r]));
   for (const entry of recorded().filter((e) => e.role === 'launch')) ownedEver.set(`${entry.pid}:${entry.ppid}`, { pid: entry.pid, ppid: entry.ppid, name: 'python.exe' });
   result.ownedEver = [...ownedEver.values()].map((r) => `${r.pid}<${r.ppid} ${r.name || '?'}`);
   for (const row of ownedEver.values()) check(!alive(rows, row.pid, row.ppid), `owned process still alive in a fresh listing: ${row.pid}<${row.ppid} ${row.name}`);
@@ -442,6 +531,7 @@ async function finalCheck(rootPid, supervisorPid) {
 try {
   if (scenario === 'cli-killed-unguarded') await cliKilled(false);
   else if (scenario === 'cli-killed-guarded') await cliKilled(true);
+  else if (scenario === 'cli-killed-restart') await cliKilledRestart();
   else throw new Error(`unknown scenario ${scenario}`);
 } catch (error) {
   fail(`harness error: ${error?.stack ?? error}`);

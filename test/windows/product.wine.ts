@@ -35,6 +35,9 @@ interface ProductResult {
   };
   ownedEver?: string[];
   freshListing?: string;
+  startupReap?: { action: string; recordRemoved?: boolean; killed: Killed[]; survivors: unknown[] };
+  shutdown?: { exit: { code: number | null } | 'timeout' };
+  shutdownReport?: { survivors: unknown[]; killed: Killed[] };
 }
 
 const harness = join(repoRoot, 'test', 'windows', 'harness-product.mjs');
@@ -124,6 +127,17 @@ describe('Windows under Wine, through the product: warden run killed, then warde
     expect(pythonsIn(result.guardReport?.killed)).toBe(3);
     expect(result.cli.audit).toMatchObject({ code: 0, stale: [], unproven: [] });
     expect(result.cli.reap?.entries).toEqual([expect.objectContaining({ action: 'nothing-left', recordRemoved: true, killed: [], survivors: [] })]);
+    expect(result.cli.auditAfter).toMatchObject({ code: 0, stale: [] });
+  });
+
+  it('the next warden run reaps the killed run\'s tree before it spawns, and POST /api/shutdown stops its own tree, confirmed', async () => {
+    const result = await runProductScenario('cli-killed-restart');
+    expect(result.notes.join('\n')).toContain('3 of 3 python.exe outlived the supervisor');
+    expect(result.startupReap).toMatchObject({ action: 'reaped', recordRemoved: true, survivors: [] });
+    expect(pythonsIn(result.startupReap?.killed)).toBe(3);
+    expect(result.shutdown?.exit).toMatchObject({ code: 0 });
+    expect(result.shutdownReport?.survivors).toEqual([]);
+    expect(pythonsIn(result.shutdownReport?.killed)).toBe(3);
     expect(result.cli.auditAfter).toMatchObject({ code: 0, stale: [] });
   });
 });
