@@ -3,6 +3,7 @@ import { Observable, defer, exhaustMap, interval, share, startWith } from 'rxjs'
 import { MARKER_VARIABLE, STATE_DIR_VARIABLE, classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, readEnvironVariable, snapshot } from './process/index.js';
 import { hasProcfs } from './process/procfs.js';
 import type { Lookalike, LookalikeMemo, LookalikeProfile, OwnedProcess, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
+import type { WindowsTreeTracker } from './process/windows.js';
 
 /** Counts of one instance's owned processes. */
 export interface RoleCounts {
@@ -38,6 +39,8 @@ export interface SampledInstance {
   id: string;
   /** The live launch, if any. */
   owner: OwnerRecord | undefined;
+  /** Windows: the live launch's tree tracker; it proves ownership there (and sees every sampled table). */
+  windows?: WindowsTreeTracker | undefined;
   profile: LookalikeProfile;
 }
 
@@ -52,8 +55,11 @@ export interface SamplerOptions {
   liveMarkers: () => ReadonlySet<string>;
   /** Reads the table; defaults to snapshot(). */
   readTable?: () => Promise<ProcessTable>;
-  /** Sees each raw table before classification (the runtime re-identifies shell and Python from it), with the sample's cached marker reader. */
-  onTable?: (table: ProcessTable, ownedById: ReadonlyMap<string, OwnedProcess[]>) => void;
+  /**
+   * Sees each raw table after classification (the runtime re-identifies shell and Python from it), with each
+   * instance's owned set and the instances as they stood when the read began (the launches this table may show).
+   */
+  onTable?: (table: ProcessTable, ownedById: ReadonlyMap<string, OwnedProcess[]>, instances: readonly SampledInstance[]) => void;
 }
 
 const emptyCounts = (): RoleCounts => ({ python: 0, shell: 0, other: 0, total: 0 });
@@ -82,7 +88,8 @@ export function classifyTable(
   for (const instance of instances) {
     const counts = emptyCounts();
     if (instance.owner !== undefined) {
-      const owned = collectOwned(instance.owner, table, { readMarker: markerOf });
+      // Windows: every pid ever seen in the tree, orphans with a dead parent's ppid included (no markers there).
+      const owned = instance.windows !== undefined ? instance.windows.owned(table) : collectOwned(instance.owner, table, { readMarker: markerOf });
       ownedById.set(instance.id, owned);
       const shells = new Set(owned.filter((entry) => entry.role === 'shell').map((entry) => entry.info.pid));
       for (const entry of owned) {
@@ -135,6 +142,9 @@ export function createSampler(options: SamplerOptions): Observable<Sample> {
   const lookalikeMemo: LookalikeMemo = new Map();
   const sampleOnce = async (): Promise<Sample> => {
     const started = performance.now();
+    // The launches as they stand when the read begins: one made during the read may be missing from this table
+    // (a Windows tree tracker would take its root for dead), so it is neither counted nor fed this table.
+    const instances = options.instances();
     const table = await readTable();
     const nextCache = new Map<string, string | undefined>();
     const cachedMarker = (pid: number): string | undefined => {
@@ -144,9 +154,9 @@ export function createSampler(options: SamplerOptions): Observable<Sample> {
       nextCache.set(key, value);
       return value;
     };
-    const { perInstance, stale, foreign, ownedById } = classifyTable(table, options.instances(), options.liveMarkers(), options.stateDir, hasProcfs ? cachedMarker : undefined, lookalikeMemo);
+    const { perInstance, stale, foreign, ownedById } = classifyTable(table, instances, options.liveMarkers(), options.stateDir, hasProcfs ? cachedMarker : undefined, lookalikeMemo);
     markerCache = nextCache;
-    options.onTable?.(table, ownedById);
+    options.onTable?.(table, ownedById, instances);
     for (const pid of lookalikeMemo.keys()) if (!table.processes.has(pid)) lookalikeMemo.delete(pid);
     let python = 0;
     let shell = 0;

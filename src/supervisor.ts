@@ -137,6 +137,8 @@ interface InstanceRuntime {
   /** Sends PIDS_DISCOVERED to the current monitor, if one runs. */
   notifyRoles: ((shellPid?: number, pythonPid?: number) => void) | undefined;
   counts: RoleCounts;
+  /** Windows: the tracker's `adoptions` when its record last went to the registry (-1: write it again). */
+  windowsPersisted: number;
 }
 
 const EVENT_HISTORY = 200;
@@ -174,6 +176,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       refusal: undefined,
       notifyRoles: undefined,
       counts: emptyCounts(),
+      windowsPersisted: -1,
     });
   }
   const runtimeOf = (id: string): InstanceRuntime => {
@@ -193,6 +196,19 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
   let hurry = false;
   let shutdownPromise: Promise<ShutdownReport> | undefined;
   const reapingStale = new Set<string>();
+
+  // Windows: rewrites the launch's tree record in the registry when its tracker adopted a process since the last
+  // write (a force-closed supervisor's next start reaps from it); nothing is written while nothing changed.
+  const persistWindowsTree = (runtime: InstanceRuntime, handle: TreeHandle): void => {
+    const tracker = handle.windows;
+    if (tracker === undefined || registry === undefined || tracker.adoptions === runtime.windowsPersisted) return;
+    runtime.windowsPersisted = tracker.adoptions;
+    // No record to update (removed after a confirmed stop) is fine; a failed write is retried at the next sample.
+    registry.update(handle.marker, { windows: tracker.toJSON() }).catch((error: unknown) => {
+      if (runtime.handle === handle) runtime.windowsPersisted = -1;
+      runtime.logger.error({ err: error }, 'registry update failed (Windows tree record)');
+    });
+  };
 
   const liveMarkers = (): Set<string> => {
     const markers = new Set<string>();
@@ -237,6 +253,8 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         });
         runtime.handle = handle;
         const record = { instanceId: handle.instanceId, marker: handle.marker, root: handle.root, pgid: handle.pgid };
+        // Windows: the record carries the tree tracker's record; the sampler rewrites it whenever the tracker adopts.
+        runtime.windowsPersisted = handle.windows?.adoptions ?? -1;
         await registry?.add(launchRecord(handle));
         await sentinel?.track(record);
         if (handle.windows !== undefined) await windowsGuard?.track(handle.windows);
@@ -406,6 +424,9 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         const acted = reaped.entries.filter((entry) => entry.action === 'reaped');
         if (reaped.entries.length > 0) publish({ type: 'reap', at: Date.now(), report: reaped });
         if (acted.length > 0) logger.warn({ trees: acted.length, survivors: reaped.survivors.length }, 'reaped what an earlier run left');
+        for (const entry of reaped.entries.filter((candidate) => candidate.action === 'unprovable')) {
+          logger.warn({ marker: entry.marker, problem: entry.problem }, 'a registry record could not be proven; its tree, if any, was left alone');
+        }
         if (options.sentinel !== false && process.platform === 'win32') {
           windowsGuard = await startWindowsGuard({ logPath: join(config.stateDir, 'windows-guard.log') });
         } else if (options.sentinel !== false) {
@@ -451,14 +472,20 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         [...runtimes.values()].map((runtime) => ({
           id: runtime.config.id,
           owner: runtime.handle,
+          windows: runtime.handle?.windows,
           profile: { cwd: runtime.config.cwd, command: runtime.config.command },
         })),
       liveMarkers,
       stateDir: config.stateDir,
-      onTable: (table, ownedById) => {
+      onTable: (table, ownedById, sampled) => {
         for (const runtime of runtimes.values()) {
+          const handle = runtime.handle;
+          // Only a launch that existed when this table's read began: an older table may lack its root, and a
+          // Windows tracker fed one would take the root for dead and every child for foreign.
+          if (handle === undefined || !sampled.some((instance) => instance.owner === handle)) continue;
           const owned = ownedById.get(runtime.config.id);
-          runtime.handle?.identify(table, owned === undefined ? {} : { owned });
+          handle.identify(table, owned === undefined ? {} : { owned });
+          persistWindowsTree(runtime, handle);
         }
       },
     }).subscribe({

@@ -55,6 +55,11 @@ export interface AuditReport {
   stale: Array<MarkerGroup & { source: 'registry' | 'stale-marker'; parent: { pid: number; name: string } | null }>;
   /** Warden markers of instance ids not managed here, or launched from another state directory: reported, never counted, never reaped. */
   unmanaged: Array<MarkerGroup & { why: 'other-id' | 'other-state-dir' }>;
+  /**
+   * Windows: registry records that cannot prove which processes are their tree (no tree record: an older Warden's;
+   * or a supervisor gone before its first listing). Not counted, never reaped; `problem` says why and what to do.
+   */
+  unproven: Array<{ instanceId: string; marker: string; rootPid: number; problem: string }>;
   /** Look like a WebUI, carry no marker: never Warden's to kill. */
   foreign: Array<Lookalike & { command: string }>;
   counts: { python: number; shell: number; total: number; owned: number; stale: number; unmanaged: number; foreign: number };
@@ -124,6 +129,10 @@ export async function audit(target: Target, extraIds: readonly string[] = [], al
       const why: 'other-id' | 'other-state-dir' = managed.has(instanceId) ? 'other-state-dir' : 'other-id';
       return { instanceId, marker: entry.marker, launchedFrom: from(entry), why, processes: rows(entry) };
     });
+  const rootPids = new Map(records.map((record) => [record.marker, record.root.pid]));
+  const unproven = dryRun.entries
+    .filter((entry) => entry.action === 'unprovable')
+    .map((entry) => ({ instanceId: entry.instanceId, marker: entry.marker, rootPid: rootPids.get(entry.marker) ?? 0, problem: entry.problem ?? 'ownership cannot be proven' }));
   const foreign = foreignLookalikes(table, target.config).map((lookalike) => ({
     ...lookalike,
     command: row(table, lookalike).command,
@@ -135,7 +144,12 @@ export async function audit(target: Target, extraIds: readonly string[] = [], al
   const python = [...counted.values()].filter((entry) => entry.role === 'python').length;
   const shell = [...counted.values()].filter((entry) => entry.role === 'shell').length;
   const staleCount = new Set(stale.flatMap((group) => group.processes.map((entry) => entry.pid))).size;
-  const { level, reason } = judge({ python, shell, stale: staleCount }, thresholds);
+  const judged = judge({ python, shell, stale: staleCount }, thresholds);
+  // A dead supervisor's record that cannot be checked may hide the incident itself: never "ok".
+  const { level, reason } =
+    judged.level === 'ok' && unproven.length > 0
+      ? { level: 'warning' as const, reason: `${plural(unproven.length, 'registry record')} whose tree cannot be proven (Windows)` }
+      : judged;
 
   return {
     host: hostname(),
@@ -150,6 +164,7 @@ export async function audit(target: Target, extraIds: readonly string[] = [], al
     owned,
     stale,
     unmanaged,
+    unproven,
     foreign,
     counts: {
       python,
@@ -185,8 +200,10 @@ export function judge(
   return { level: 'ok', reason: `python ${counts.python}, shell ${counts.shell}, nothing stale` };
 }
 
-// The state directory handed down beside the marker, read from the first carrier that has one.
+// The state directory handed down beside the marker, read from the first carrier that has one (never on Windows:
+// no process can read another's environment there, and /proc paths would name something else, e.g. Wine's host).
 export function launchedFrom(pids: readonly number[]): string | null {
+  if (process.platform === 'win32') return null;
   for (const pid of pids) {
     const dir = readEnvironVariable(pid, STATE_DIR_VARIABLE);
     if (dir !== undefined) return dir;
@@ -247,6 +264,14 @@ function printAudit(out: Output, report: AuditReport): void {
     (group) => (group.why === 'other-state-dir' ? ` [from ${group.launchedFrom ?? 'no state dir'}]` : ''),
     true,
   );
+  if (report.unproven.length > 0) {
+    out.line('');
+    out.line(style.bold(`Cannot be proven ours: registry records without a usable Windows tree record (${report.unproven.length})`));
+    for (const entry of report.unproven) {
+      out.line(`  ${entry.instanceId}  marker ${entry.marker}  root pid ${entry.rootPid}`);
+      out.line(style.yellow(`           ${entry.problem}`));
+    }
+  }
   out.line('');
   out.line(style.bold(`Foreign look-alikes: not started by Warden, never killed by it (${report.foreign.length})`));
   if (report.foreign.length === 0) out.line(style.dim('  none'));

@@ -75,8 +75,12 @@ export function createEventPrinter(supervisor: Supervisor, out: Output, options:
         const acted = report.entries.filter((entry) => entry.action === 'reaped' || entry.action === 'nothing-left');
         const alone = report.entries.filter((entry) => entry.action === 'left-alone').length;
         const others = alone === 0 ? '' : ` (${plural(alone, 'marker')} of other instance ids left alone)`;
+        const unprovable = report.entries.filter((entry) => entry.action === 'unprovable');
+        for (const entry of unprovable) {
+          out.line(`${at()} ${system('reap')} ${style.red(`record ${entry.marker} not reaped: ${entry.problem ?? 'ownership cannot be proven'}`)}`);
+        }
         if (acted.length === 0) {
-          out.line(`${at()} ${system('reap')} nothing of ours left to reap${others}`);
+          if (unprovable.length === 0) out.line(`${at()} ${system('reap')} nothing of ours left to reap${others}`);
           return;
         }
         const killed = acted.reduce((sum, entry) => sum + entry.killed.length, 0);

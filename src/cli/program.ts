@@ -46,7 +46,8 @@ export function buildProgram(done: (code: number) => void): Command {
     .option('--inspect', 'stream the machines to the Stately inspector (its page loads from stately.ai)')
     .option('--inspect-port <port>', 'port of the local inspector bridge', integer(1, 65535), 8080)
     .option('--json', 'print events as JSON lines')
-    .action(async (options: { config: string; inspect?: boolean; inspectPort: number; json?: boolean }) => {
+    .option('--no-sentinel', "start no force-close sentinel (Windows: guard); a killed `warden run` then leaves its trees to the next start's reap or `warden reap`")
+    .action(async (options: { config: string; inspect?: boolean; inspectPort: number; json?: boolean; sentinel: boolean }) => {
       const { runCommand } = await import('./run.js');
       done(await runCommand(options));
     });

@@ -59,7 +59,9 @@ export async function reapCommand(options: ReapOptions): Promise<number> {
   }
 
   const out = createOutput();
-  const exitCode = !dryRun && report.survivors.length > 0 ? EXIT.failure : EXIT.ok;
+  // An unprovable record (Windows) may still have a live tree that nobody could stop: not a success either.
+  const unprovable = report.entries.some((entry) => entry.action === 'unprovable');
+  const exitCode = !dryRun && (report.survivors.length > 0 || unprovable) ? EXIT.failure : EXIT.ok;
   const anyStateDir = options.allStateDirs === true;
   if (options.json === true) out.json({ stateDir: target.stateDir, managedIds: managed, stateDirScope: anyStateDir ? null : target.stateDir, exitCode, ...report });
   else printReap(out, report, target.stateDir, managed, anyStateDir);
@@ -79,15 +81,17 @@ function printReap(out: Output, report: ReapReport, stateDir: string, managed: s
 
   const acted = report.entries.filter((entry) => entry.action === 'reaped' || entry.action === 'would-reap');
   const leftAlone = report.entries.filter((entry) => entry.action === 'left-alone');
+  const unprovable = report.entries.filter((entry) => entry.action === 'unprovable');
+  const unprovableText = unprovable.length === 0 ? '' : `; cannot prove ownership: ${plural(unprovable.length, 'record')}`;
   out.line('');
   if (report.dryRun) {
     const count = acted.reduce((sum, entry) => sum + entry.found.length, 0);
-    out.line(`would kill ${plural(count, 'process', 'processes')} of ${plural(acted.length, 'marker')}; left alone: ${plural(leftAlone.length, 'marker')}`);
+    out.line(`would kill ${plural(count, 'process', 'processes')} of ${plural(acted.length, 'marker')}; left alone: ${plural(leftAlone.length, 'marker')}${unprovableText}`);
   } else {
     const killed = acted.reduce((sum, entry) => sum + entry.killed.length, 0);
     const survivors = report.survivors.length;
-    const text = `killed ${plural(killed, 'process', 'processes')} of ${plural(acted.length, 'marker')}; survivors: ${survivors}; left alone: ${plural(leftAlone.length, 'marker')}`;
-    out.line(survivors === 0 ? text : style.red(text));
+    const text = `killed ${plural(killed, 'process', 'processes')} of ${plural(acted.length, 'marker')}; survivors: ${survivors}; left alone: ${plural(leftAlone.length, 'marker')}${unprovableText}`;
+    out.line(survivors === 0 && unprovable.length === 0 ? text : style.red(text));
     for (const survivor of report.survivors) out.line(style.red(`  survivor ${survivor.pid} ${survivor.name} (${survivor.role}): ${survivor.reason}`));
   }
 }
@@ -99,6 +103,7 @@ function printEntry(out: Output, entry: ReapEntry, managed: ReadonlySet<string>)
     'would-reap': style.yellow('would reap'),
     'left-alone': style.dim('left alone'),
     'nothing-left': style.dim('forgotten '),
+    unprovable: style.red('not proven'),
   }[entry.action];
   const why = {
     registry: 'registry record',
@@ -110,6 +115,11 @@ function printEntry(out: Output, entry: ReapEntry, managed: ReadonlySet<string>)
   out.line(`${label}  ${entry.instanceId}  marker ${entry.marker}  [${why}]`);
   if (entry.action === 'left-alone') {
     out.line(style.dim(`            ${plural(entry.found.length, 'process', 'processes')}: ${entry.found.map((found) => `${found.pid} ${found.name}`).join(', ')}`));
+    return;
+  }
+  if (entry.action === 'unprovable') {
+    out.line(style.red(`            ${entry.problem ?? 'ownership cannot be proven'}`));
+    out.line(style.dim('            the record is kept; nothing was signalled'));
     return;
   }
   if (entry.action === 'nothing-left') {

@@ -16,6 +16,8 @@ export interface RunOptions {
   inspect?: boolean;
   inspectPort?: number;
   json?: boolean;
+  /** `false` (`--no-sentinel`): no force-close sentinel (Windows: guard); a killed run is left to the next reap. */
+  sentinel?: boolean;
 }
 
 /** How often a long start says it is still waiting: a real WebUI takes minutes. */
@@ -34,14 +36,17 @@ export async function runCommand(options: RunOptions): Promise<number> {
 
   let inspector: InspectorBridge | undefined;
   if (options.inspect === true) inspector = await startInspector(options.inspectPort ?? 8080);
+  const sentinel = options.sentinel !== false;
   const supervisor = createSupervisor(config, {
     handleSignals: true,
+    sentinel,
     ...(inspector !== undefined && { inspect: inspector.inspect }),
   });
 
   say(out.style.bold('Warden run') + out.style.dim(`  ${options.config}`));
   say(`  state dir   ${config.stateDir}`);
   say(`  instances   ${config.instances.map((instance) => instance.id).join(', ')}`);
+  if (!sentinel) say(out.style.yellow("  sentinel    off (--no-sentinel): if this process is killed, its trees wait for the next start's reap or `warden reap`"));
   if (inspector !== undefined) for (const line of inspectorNotice(inspector.url)) say(`  ${line}`);
   if (json && inspector !== undefined) out.json({ type: 'inspector', url: inspector.url });
 

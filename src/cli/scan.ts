@@ -3,6 +3,7 @@ import { basename } from 'node:path';
 import type { WardenConfig } from '../config.js';
 import { classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, snapshot } from '../process/index.js';
 import type { Lookalike, ProcessInfo, ProcessRole, ProcessTable } from '../process/index.js';
+import { restoreWindowsTree } from '../process/reap.js';
 import type { LaunchRecord } from '../process/registry.js';
 
 /** One process as the CLI reports it. */
@@ -47,8 +48,12 @@ export function markedInstanceIds(table: ProcessTable): Set<string> {
   return ids;
 }
 
-// The live processes of a launch record (tree, marker and group proofs), as report rows.
+// The live processes of a launch record (tree, marker and group proofs; on Windows its tree record), as report rows.
 export function ownedBy(record: LaunchRecord, table: ProcessTable): ListedProcess[] {
+  if (process.platform === 'win32') {
+    const restored = restoreWindowsTree(record, table);
+    return restored.ok ? restored.owned.map((owned) => listed(owned.info)) : [];
+  }
   return collectOwned(record, table).map((owned) => listed(owned.info));
 }
 

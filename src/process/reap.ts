@@ -1,14 +1,17 @@
 // Reaping what earlier runs left: every registry record, then every stale marker of an instance we manage.
+// On Windows only registry records that carry the tree tracker's record can be reaped (see restoreWindowsTree).
 import { collectOwned, findMarked, parseMarker } from './ownership.js';
 import { readEnvironVariable } from './procfs.js';
 import { STATE_DIR_VARIABLE } from './types.js';
 import type { CollectOptions, OwnedProcess, OwnerRecord } from './ownership.js';
-import type { Registry } from './registry.js';
+import type { LaunchRecord, Registry } from './registry.js';
 import { classifyRole } from './roles.js';
 import { snapshot } from './snapshot.js';
 import { terminate } from './terminate.js';
 import type { KilledProcess, Survivor, TerminateOptions } from './terminate.js';
 import type { ProcessInfo, ProcessRole, ProcessTable } from './types.js';
+import { WindowsTreeTracker, terminateWindows } from './windows.js';
+import type { WindowsTerminateOptions } from './windows.js';
 
 export interface ReapOptions {
   /** The state directory's registry; records whose trees are confirmed dead are removed from it. */
@@ -32,6 +35,12 @@ export interface ReapOptions {
   stateDir?: string;
   /** How many trees are stopped at once. Default 4. */
   concurrency?: number;
+  /** Whose rules apply: `win32` reaps from Windows tree records only. Default `process.platform` (tests replay win32). */
+  platform?: NodeJS.Platform;
+  /** Windows: passed to each `terminateWindows` (tests inject a killer and a clock). */
+  windows?: WindowsTerminateOptions;
+  /** Windows: pids a restored tree never owns. Default 0 (Idle), 4 (System) and this process. */
+  protectedPids?: Iterable<number>;
 }
 
 /** One process found for a marker. */
@@ -44,19 +53,22 @@ export interface FoundProcess {
 /**
  * One marker's leftovers and what was done:
  * `reaped` (terminated; see survivors), `would-reap` (dry run), `left-alone` (an instance we do not manage),
- * `nothing-left` (a registry record whose tree was already gone).
+ * `nothing-left` (a registry record whose tree was already gone), `unprovable` (Windows: a registry record that
+ * cannot prove which processes are its tree; nothing is killed, the record is kept, `problem` says why).
  */
 export interface ReapEntry {
   marker: string;
   instanceId: string;
   /** How we know it is ours: a registry record, a stale marker of a managed instance, or neither (unmanaged). */
   source: 'registry' | 'stale-marker' | 'unmanaged';
-  action: 'reaped' | 'would-reap' | 'left-alone' | 'nothing-left';
+  action: 'reaped' | 'would-reap' | 'left-alone' | 'nothing-left' | 'unprovable';
   found: FoundProcess[];
   killed: KilledProcess[];
   survivors: Survivor[];
   /** Whether the registry record was removed (registry entries only). */
   recordRemoved?: boolean;
+  /** Why ownership cannot be proven (`unprovable` only), in words a user can act on. */
+  problem?: string;
 }
 
 /** Everything a reap saw and did; `survivors` empty is the only success, read back from the table. */
@@ -83,10 +95,13 @@ export async function reapLeftovers(options: ReapOptions): Promise<ReapReport> {
   const managed = new Set(options.instanceIds);
   const concurrency = options.concurrency ?? 4;
 
+  const onWindows = (options.platform ?? process.platform) === 'win32';
+
   // (a) Registry records: terminate re-proves ownership (root identity, marker, group), so a reused pid is never touched.
   const records = options.registry.list().filter((record) => !live.has(record.marker));
   const before = await readTable();
   const fromRegistry = await mapLimit(records, concurrency, async (record): Promise<ReapEntry> => {
+    if (onWindows) return reapWindowsRecord(record, before, options);
     const found = collectOwned(record, before, collectOptions).map(foundProcess);
     const entry: ReapEntry = { marker: record.marker, instanceId: record.instanceId, source: 'registry', action: 'reaped', found, killed: [], survivors: [] };
     if (dryRun) return { ...entry, action: found.length === 0 ? 'nothing-left' : 'would-reap' };
@@ -105,7 +120,10 @@ export async function reapLeftovers(options: ReapOptions): Promise<ReapReport> {
   // (b) Stale markers: carried by live processes, not a live launch of ours, not handled through the registry above.
   // Decision: markers of instance ids we do not manage are reported but never killed: they may belong to another
   // supervisor running with another stateDir, and a marker proves "Warden", not "this Warden".
+  // Windows has no environment a process can read from another one: no markers, so this stage finds nothing there,
+  // and reading /proc paths on Windows could only find something else (under Wine, Z:\proc is the Linux host's).
   const handled = new Set([...live, ...records.map((record) => record.marker)]);
+  if (onWindows) return report(dryRun, fromRegistry, started);
   const table = dryRun ? before : await readTable();
   const byMarker = new Map<string, ProcessInfo[]>();
   for (const [pid, marker] of findMarked(table, collectOptions)) {
@@ -137,9 +155,82 @@ export async function reapLeftovers(options: ReapOptions): Promise<ReapReport> {
     return entry;
   });
 
-  const entries = [...fromRegistry, ...fromMarkers];
+  return report(dryRun, [...fromRegistry, ...fromMarkers], started);
+}
+
+function report(dryRun: boolean, entries: ReapEntry[], started: number): ReapReport {
   const survivors = entries.flatMap((entry) => entry.survivors.map((survivor) => ({ ...survivor, marker: entry.marker })));
   return { dryRun, entries, survivors, durationMs: performance.now() - started };
+}
+
+// Windows: stops what a record's tree tracker still proves ours (immediate: nobody is left to ask politely), or says
+// why nothing can be proven. Never falls back to the root pid alone or to names.
+async function reapWindowsRecord(record: LaunchRecord, table: ProcessTable, options: ReapOptions): Promise<ReapEntry> {
+  const entry: ReapEntry = { marker: record.marker, instanceId: record.instanceId, source: 'registry', action: 'reaped', found: [], killed: [], survivors: [] };
+  const restored = restoreWindowsTree(record, table, options.protectedPids);
+  if (!restored.ok) return { ...entry, action: 'unprovable', problem: restored.problem, recordRemoved: false };
+  entry.found = restored.owned.map(foundProcess);
+  if (options.dryRun === true) return { ...entry, action: entry.found.length === 0 ? 'nothing-left' : 'would-reap' };
+  if (entry.found.length > 0) {
+    const stopped = await terminateWindows(restored.tracker, {
+      ...(options.readTable !== undefined && { readTable: options.readTable }),
+      ...options.windows,
+      immediate: true,
+    });
+    entry.killed = stopped.killed;
+    entry.survivors = stopped.survivors;
+  } else {
+    entry.action = 'nothing-left';
+  }
+  entry.recordRemoved = entry.survivors.length === 0 && (await options.registry.remove(record.marker));
+  return entry;
+}
+
+/** A launch's Windows tree rebuilt from its registry record, brought up to date with a listing; or why it cannot be. */
+export type RestoredWindowsTree =
+  | { ok: true; tracker: WindowsTreeTracker; owned: OwnedProcess[] }
+  | { ok: false; problem: string };
+
+// Rebuilds the tree tracker from the record and observes `table`: `owned` is what is alive and provably ours now.
+//
+// The record may be hours old. A process first listed now whose creator is no longer alive may be the child of a
+// pid reused meanwhile, so the restored tracker first sees only what the record knew alive (deaths and reused
+// pids are settled there), and only then the whole table: a newcomer is adopted only when its creator is a live
+// member. (A child created in the gap by a member that died in the gap is therefore not taken: missed, never
+// mistaken.)
+export function restoreWindowsTree(record: LaunchRecord, table: ProcessTable, protectedPids?: Iterable<number>): RestoredWindowsTree {
+  const windows = record.windows;
+  if (windows === undefined) {
+    return {
+      ok: false,
+      problem:
+        `ownership cannot be proven on Windows: the record has no Windows tree record (written by an older Warden, or on ` +
+        `another system), Windows has no environment marker another process can read, and the root pid ${record.root.pid} ` +
+        'alone proves nothing (Windows reuses pids quickly). Nothing was killed, and nothing is ever matched by name: ' +
+        'check the processes with Task Manager (Details) and end the tree by pid.',
+    };
+  }
+  let tracker: WindowsTreeTracker;
+  try {
+    tracker = WindowsTreeTracker.fromRecord(windows, protectedPids === undefined ? {} : { protectedPids });
+  } catch (error) {
+    return { ok: false, problem: `ownership cannot be proven: ${(error as Error).message}. Nothing was killed.` };
+  }
+  if (!windows.members.some((member) => member.proof === 'root')) {
+    return {
+      ok: false,
+      problem:
+        `ownership cannot be proven: the supervisor was gone before it ever listed this tree, so the record knows no ` +
+        `process but the root pid ${record.root.pid}, which alone proves nothing on Windows. Nothing was killed.`,
+    };
+  }
+  const knownAlive = new Set<number>([
+    ...windows.members.filter((member) => member.goneAt === undefined).map((member) => member.pid),
+    ...windows.foreign.map((sighting) => sighting.pid),
+  ]);
+  const processes = new Map([...table.processes].filter(([pid]) => knownAlive.has(pid)));
+  tracker.observe({ backend: table.backend, takenAt: table.takenAt, processes });
+  return { ok: true, tracker, owned: tracker.owned(table) };
 }
 
 // Whether the marker's carriers were launched by a supervisor of `stateDir` (always true when none is given).

@@ -7,6 +7,8 @@ import { currentIdentity, identityHoldsNow } from './identity.js';
 import { parseMarker } from './ownership.js';
 import type { OwnerRecord } from './ownership.js';
 import type { ProcessIdentity } from './types.js';
+import { WindowsTreeTracker } from './windows.js';
+import type { WindowsTreeRecord } from './windows.js';
 
 /** One launch as recorded on disk: enough to re-prove ownership of its tree after the supervisor is gone. */
 export type LaunchRecord = OwnerRecord & {
@@ -18,6 +20,12 @@ export type LaunchRecord = OwnerRecord & {
   launchedAt: number;
   /** The supervisor that launched it. */
   supervisor: { pid: number; startTime: number | undefined };
+  /**
+   * Windows: the tree tracker's record (`WindowsTreeTracker.toJSON()`: every pid ever seen in the tree, dead ones
+   * included), rewritten whenever the tracker adopts a process. Windows has no readable environment marker and
+   * never reparents, so after the supervisor is gone this is the only proof of which processes were its tree.
+   */
+  windows?: WindowsTreeRecord;
 };
 
 /** What `update` may change: everything but the marker and instance it identifies. */
@@ -34,7 +42,9 @@ export class RegistryCorruptError extends RegistryError {
     super(
       'REGISTRY_CORRUPT',
       `The Warden registry ${file} is unreadable (${problem}); it was moved to ${movedTo}, so the next start begins with an empty registry. ` +
-        'Trees it listed are still found by their markers (`warden audit`, `warden reap`).',
+        (process.platform === 'win32'
+          ? 'On Windows a tree cannot be proven ours without its record (no readable markers): the moved file still lists its pids for you to check.'
+          : 'Trees it listed are still found by their markers (`warden audit`, `warden reap`).'),
     );
     this.file = file;
     this.movedTo = movedTo;
@@ -122,8 +132,10 @@ export class Registry {
   }
 }
 
-// Builds the record of a launch just made by this process (the supervisor).
-export function launchRecord(owner: OwnerRecord & { shell?: ProcessIdentity | undefined; python?: ProcessIdentity | undefined }): LaunchRecord {
+// Builds the record of a launch just made by this process (the supervisor), with its Windows tree record if it has one.
+export function launchRecord(
+  owner: OwnerRecord & { shell?: ProcessIdentity | undefined; python?: ProcessIdentity | undefined; windows?: WindowsTreeTracker | undefined },
+): LaunchRecord {
   const self = currentIdentity(process.pid);
   return {
     instanceId: owner.instanceId,
@@ -134,6 +146,7 @@ export function launchRecord(owner: OwnerRecord & { shell?: ProcessIdentity | un
     ...(owner.python !== undefined && { pythonPid: owner.python.pid }),
     launchedAt: Date.now(),
     supervisor: { pid: process.pid, startTime: self?.startTime },
+    ...(owner.windows !== undefined && { windows: owner.windows.toJSON() }),
   };
 }
 
@@ -262,6 +275,19 @@ function validateRecord(value: unknown, at: string): string | undefined {
       return `${at}.${field}: expected a non-negative integer (got ${describe(fieldValue)})`;
     }
   }
+  if (value.windows !== undefined) return validateWindowsRecord(value.windows, value.root.pid, `${at}.windows`);
+  return undefined;
+}
+
+// The Windows tree record must restore (the tracker's own checks name the bad field) and be of this launch's root.
+function validateWindowsRecord(value: unknown, rootPid: unknown, at: string): string | undefined {
+  try {
+    WindowsTreeTracker.fromRecord(value, { protectedPids: [] });
+  } catch (error) {
+    return `${at}: ${(error as Error).message}`;
+  }
+  const treeRoot = (value as WindowsTreeRecord).root.pid;
+  if (treeRoot !== rootPid) return `${at}.root.pid: expected the launch's root.pid ${describe(rootPid)} (got ${describe(treeRoot)})`;
   return undefined;
 }
 

@@ -172,6 +172,11 @@ export class WindowsTreeTracker {
     return this.listingCount;
   }
 
+  /** How many processes were ever proven ours (never decreases): it changes exactly when `toJSON().members` gains one. */
+  get adoptions(): number {
+    return this.members.length;
+  }
+
   // Reads a table and observes it, one read at a time per tracker, so concurrent callers never interleave.
   refresh(readTable: () => Promise<ProcessTable>): Promise<ProcessTable> {
     const next = this.reading.then(async () => {
