@@ -246,6 +246,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
           env: { ...instance.env, [STATE_DIR_VARIABLE]: config.stateDir },
           marker,
           logger: runtime.logger,
+          windowsJob: instance.windowsJob,
           onRolesChanged: (roles) => {
             runtime.notifyRoles?.(roles.shell?.pid, roles.python?.pid);
             void registry?.update(marker, { ...(roles.shell && { shellPid: roles.shell.pid }), ...(roles.python && { pythonPid: roles.python.pid }) }).catch((error: unknown) => runtime.logger.error({ err: error }, 'registry update failed'));

@@ -11,7 +11,7 @@ import { currentIdentity, identityHolds } from './identity.js';
 import { JOB_READY_PREFIX, jobLauncherArgs } from './job-launcher.js';
 import { collectOwned } from './ownership.js';
 import type { CollectOptions, OwnedProcess, OwnerRecord } from './ownership.js';
-import { snapshot } from './snapshot.js';
+import { nextReadSequence, snapshot } from './snapshot.js';
 import { WindowsTreeTracker } from './windows.js';
 import { MARKER_VARIABLE } from './types.js';
 import type { ProcessIdentity, ProcessTable } from './types.js';
@@ -201,6 +201,8 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     throw new LaunchError('SPAWN_FAILED', `${prefix}${(error as Error).message}`, { cause: error });
   }
   const pid = subprocess.pid as number;
+  // Every read that begins from now on may see the root; an earlier one (a sampler's) never will.
+  const readsFrom = nextReadSequence();
   const root = currentIdentity(pid) ?? { pid, startTime: undefined };
 
   let jobReady: ((info: WindowsJobInfo) => void) | undefined;
@@ -263,7 +265,7 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     windowsJob = outcome;
   }
 
-  const windows = process.platform === 'win32' ? new WindowsTreeTracker({ root: { pid, startTime: undefined }, job: useJob, ...(baseline !== undefined && { baseline }) }) : undefined;
+  const windows = process.platform === 'win32' ? new WindowsTreeTracker({ root: { pid, startTime: undefined }, job: useJob, readsFrom, ...(baseline !== undefined && { baseline }) }) : undefined;
   let timer: NodeJS.Timeout | undefined;
   const handle: TreeHandle = {
     instanceId: spec.instanceId,

@@ -119,6 +119,8 @@ export function readStartTime(pid: number): { startTime: number | undefined; sta
 
 // The value of one variable in a process's initial environment, or `undefined` if unreadable or unset.
 export function readEnvironVariable(pid: number, variable: string): string | undefined {
+  // Under Wine, /proc is the Linux host's: its pids are not this (Windows) process's pids.
+  if (!hasProcfs) return undefined;
   const raw = readText(`/proc/${pid}/environ`);
   if (raw === undefined) return undefined;
   const prefix = `${variable}=`;

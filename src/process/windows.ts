@@ -70,6 +70,8 @@ export interface WindowsTreeTrackerOptions {
   protectedPids?: Iterable<number>;
   /** The root is Warden's job launcher (job-launcher.ts): ending it ends the whole tree, so it goes first. */
   job?: boolean;
+  /** Tables whose read began before this `ProcessTable.sequence` (taken right after the spawn) predate the root: never observed. */
+  readsFrom?: number;
 }
 
 // Internal: the latest process seen at one pid, ours (member) or not.
@@ -138,6 +140,7 @@ export class WindowsTreeTracker {
       if (options.baseline.sequence !== undefined) this.lastSequence = options.baseline.sequence;
       for (const info of options.baseline.processes.values()) this.latest.set(info.pid, this.sighting(info, index, undefined));
     }
+    if (options.readsFrom !== undefined) this.lastSequence = Math.max(this.lastSequence, options.readsFrom);
   }
 
   // Rebuilds a tracker from `toJSON()` output (e.g. read back from the registry); throws naming the bad field.

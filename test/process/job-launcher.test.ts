@@ -309,6 +309,13 @@ describe('read order (every snapshot() table carries the order its read began)',
     expect(tracker.owned(withRoot).map((entry) => entry.info.pid)).toEqual([210, 200]);
   });
 
+  test('a table whose read began after the baseline but before the spawn (readsFrom) is never observed either', () => {
+    const baseline = table([row(300, 1, 'cmd.exe')], 5);
+    const tracker = new WindowsTreeTracker({ root: { pid: 200, startTime: undefined }, baseline, readsFrom: 8, protectedPids: [0, 4] });
+    expect(tracker.observe(table([row(300, 1, 'cmd.exe')], 7))).toEqual([]);
+    expect(tracker.owned(table([row(200, 100, 'node.exe'), row(300, 1, 'cmd.exe')], 8)).map((entry) => entry.info.pid)).toEqual([200]);
+  });
+
   test('snapshot() numbers its tables in the order the reads began', async () => {
     const { snapshot } = await import('../../src/process/snapshot.js');
     const first = snapshot({ cmdline: false });

@@ -267,7 +267,7 @@ const mark = (name) => {
   result.timings[name] = Math.round(performance.now() - t0);
 };
 
-function writeConfig() {
+function writeConfig(job = false) {
   writeJson(configFile, {
     stateDir: wardenDir,
     instances: [
@@ -281,13 +281,13 @@ function writeConfig() {
         health: null,
         gracefulStop: false,
         startupTimeoutMs: 60_000,
-        ...(knowsWindowsJob && { windowsJob: false }),
+        ...(knowsWindowsJob && !job && { windowsJob: false }),
       },
     ],
     watchdog: { sampleIntervalMs: 500 },
     server: { host: '127.0.0.1', port: 0 },
   });
-  if (knowsWindowsJob) result.notes.push('windowsJob: false (no Job Object around the tree)');
+  if (knowsWindowsJob) result.notes.push(job ? 'windowsJob: true (the default: a Job Object around the tree)' : 'windowsJob: false (no Job Object around the tree)');
 }
 
 // Starts `warden run --config <file> --json` as `name` (output in <name>.out / <name>.err).
@@ -347,8 +347,8 @@ async function checkIncident(up) {
   check(outlived.length === 3, `expected the python tree to outlive the killed supervisor (the incident), alive: ${outlived}`);
 }
 
-async function cliKilled(guarded) {
-  writeConfig();
+async function cliKilled(guarded, job = false) {
+  writeConfig(job);
   await startDecoy('before-launch');
   mark('decoyBefore');
 
@@ -365,6 +365,7 @@ async function cliKilled(guarded) {
   if (guarded) check(guardPid !== undefined, 'warden run started no force-close guard (no start line in windows-guard.log)');
   else check(!existsSync(join(wardenDir, 'windows-guard.log')), 'warden run --no-sentinel started a force-close guard anyway');
 
+  if (job) check(up.record.windows.job === true, 'the registry record does not say the tree has a Job Object');
   if (!guarded) {
     // A steady tree adopts nothing: the supervisor must not rewrite the registry on every sample (3+ ticks here).
     const registryFile = join(wardenDir, 'registry.json');
@@ -389,6 +390,13 @@ async function cliKilled(guarded) {
     check(stopped.length === 1, `the guard logged ${stopped.length} stops: ${JSON.stringify(lines)}`);
     for (const entry of stopped) check(entry.report.survivors.length === 0, `the guard reported survivors: ${JSON.stringify(entry.report.survivors)}`);
     result.guardReport = stopped[0]?.report;
+  } else if (job) {
+    // The Job Object: the job launcher's tether hit EOF when warden run died; closing the job ended the tree.
+    const killedAt = performance.now();
+    const tree = up.record.windows.members.filter((m) => m.goneAt == null).map((m) => m.pid);
+    const gone = await waitFor('the whole tree to die with warden run', 15_000, (rows) => tree.every((pid) => !alive(rows, pid)), async () => rowsOf(await read())).catch((error) => fail(`${error.message} (the Job Object should have ended it)`));
+    if (gone !== undefined) result.notes.push(`job: all ${tree.length} processes of the tree gone ${Math.round(performance.now() - killedAt)} ms after warden run was killed`);
+    mark('treeGone');
   } else {
     await checkIncident(up);
   }
@@ -400,7 +408,7 @@ async function cliKilled(guarded) {
   check(audit.json.supervisor?.status === 'dead', `audit sees the killed supervisor as ${JSON.stringify(audit.json.supervisor)}, not dead`);
   check(audit.json.unproven.length === 0, `audit could not prove the record: ${JSON.stringify(audit.json.unproven)}`);
   const stalePids = audit.json.stale.flatMap((group) => group.processes.map((p) => p.pid));
-  if (guarded) {
+  if (guarded || job) {
     check(audit.code === 0 && audit.json.stale.length === 0, `audit after the guard: exit ${audit.code}, stale ${JSON.stringify(audit.json.stale)}`);
   } else {
     check(audit.code === 1 && audit.json.level === 'warning', `audit of the orphaned tree: exit ${audit.code} (${audit.json.level}: ${audit.json.reason}), expected 1 (warning)`);
@@ -425,7 +433,7 @@ async function cliKilled(guarded) {
   const entry = reap.json.entries.find((e) => e.marker === up.launchEvent.marker);
   check(reap.code === 0, `reap exited ${reap.code}: ${reap.stdout.slice(0, 2000)}`);
   check(entry !== undefined && entry.recordRemoved === true && entry.survivors.length === 0, `reap entry: ${JSON.stringify(entry)}`);
-  if (guarded) {
+  if (guarded || job) {
     check(entry?.action === 'nothing-left', `reap after the guard did ${entry?.action}, expected nothing-left`);
   } else {
     check(entry?.action === 'reaped', `reap did ${entry?.action}, expected reaped`);
@@ -531,6 +539,7 @@ async function finalCheck(roots) {
 try {
   if (scenario === 'cli-killed-unguarded') await cliKilled(false);
   else if (scenario === 'cli-killed-guarded') await cliKilled(true);
+  else if (scenario === 'cli-killed-job') await cliKilled(false, true);
   else if (scenario === 'cli-killed-restart') await cliKilledRestart();
   else throw new Error(`unknown scenario ${scenario}`);
 } catch (error) {

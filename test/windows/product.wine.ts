@@ -130,6 +130,14 @@ describe('Windows under Wine, through the product: warden run killed, then warde
     expect(result.cli.auditAfter).toMatchObject({ code: 0, stale: [] });
   });
 
+  it('warden run killed with the Job Object on (the default) and no guard: the whole tree dies with it; audit clean, reap forgets the record', async () => {
+    const result = await runProductScenario('cli-killed-job');
+    expect(result.notes.join('\n')).toMatch(/job: all \d+ processes of the tree gone \d+ ms after warden run was killed/);
+    expect(result.cli.audit).toMatchObject({ code: 0, stale: [], unproven: [] });
+    expect(result.cli.reap?.entries).toEqual([expect.objectContaining({ action: 'nothing-left', recordRemoved: true, killed: [], survivors: [] })]);
+    expect(result.cli.auditAfter).toMatchObject({ code: 0, stale: [] });
+  });
+
   it('the next warden run reaps the killed run\'s tree before it spawns, and POST /api/shutdown stops its own tree, confirmed', async () => {
     const result = await runProductScenario('cli-killed-restart');
     expect(result.notes.join('\n')).toContain('3 of 3 python.exe outlived the supervisor');
