@@ -7,7 +7,7 @@ import type { SignalOutcome } from './signal.js';
 import { snapshot } from './snapshot.js';
 import { WardenError } from './errors.js';
 import { terminateWindows } from './windows.js';
-import type { WindowsTreeTracker } from './windows.js';
+import type { WindowsKillExecutor, WindowsTreeTracker } from './windows.js';
 import type { ProcessIdentity, ProcessRole, ProcessTable } from './types.js';
 
 /** One process that died under the protocol, and the strongest signal it received (`none`: it exited by itself). */
@@ -67,6 +67,8 @@ export interface TerminateOptions {
   readMarker?: CollectOptions['readMarker'];
   /** Windows: the launch's tree tracker (required on win32, where POSIX signals like SIGSTOP do not exist). */
   windowsTracker?: WindowsTreeTracker;
+  /** Windows: how processes are ended. Default `taskkillExecutor()` (`taskkill /pid N /F`). */
+  windowsKiller?: WindowsKillExecutor;
 }
 
 const identityOf = (owned: OwnedProcess): ProcessIdentity => ({ pid: owned.info.pid, startTime: owned.info.startTime });
@@ -222,6 +224,7 @@ function terminateOnWindows(owner: OwnerRecord, options: TerminateOptions): Prom
     ...(options.shouldHurry !== undefined && { shouldHurry: options.shouldHurry }),
     confirmTimeoutMs: options.confirmTimeoutMs ?? 10_000,
     ...(options.readTable !== undefined && { readTable: options.readTable }),
+    ...(options.windowsKiller !== undefined && { killer: options.windowsKiller }),
   });
 }
 

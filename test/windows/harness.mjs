@@ -347,6 +347,18 @@ async function ownScenario() {
       writeFileSync(join(stateDir, 'tmp', 'restart'), 'restart');
       result.notes.push(`generations: ${first.pid} (workers ${first.workers}) then ${second.pid} (workers ${second.workers})`);
     }
+    // Every kill the stop sends, with taskkill's own answer: the order is the claim, the answer is for diagnosis.
+    const taskkill = win.taskkillExecutor();
+    const kills = [];
+    options.windowsKiller = {
+      kill: async (pid) => {
+        const outcome = await taskkill.kill(pid);
+        kills.push({ pid, outcome: outcome.outcome, detail: outcome.detail?.slice(0, 200) });
+        return outcome;
+      },
+      ...(taskkill.killTree && { killTree: taskkill.killTree }),
+    };
+    result.kills = kills;
     mark('beforeStop');
     const report = await proc.terminate(handle, options);
     mark('stopped');

@@ -22,6 +22,10 @@ interface HarnessResult {
   freshListing?: string;
   listings?: number;
   listingsWithEmptyName?: number;
+  /** The root's pid (the job launcher with a Job Object, cmd.exe without). */
+  root?: number;
+  /** Each taskkill the stop sent, in order, with its outcome and output. */
+  kills?: { pid: number; outcome: string; detail?: string }[];
   /** Set when the launch itself failed before the scenario could start (retried once). */
   flake?: { what: string; exit: unknown; tree: string };
 }
@@ -96,7 +100,9 @@ describe('Windows under Wine, with a Job Object (the default): the job launcher 
   it('plain stop: the job launcher is ended first and the kernel ends the whole job; decoys survive', async () => {
     const result = await runScenario('plain-stop');
     expect(result.report?.survivors).toEqual([]);
-    expect(result.report?.killed[0]).toMatchObject({ name: 'node.exe', signal: 'SIGKILL' });
+    // One taskkill, on the launcher (the root): the kernel ended every other member with the job.
+    expect(result.kills?.map((kill) => kill.pid)).toEqual([result.root]);
+    expect(result.report?.killed[0]).toMatchObject({ pid: result.root, name: 'node.exe' });
     expect(pythonKilled(result)).toBe(3);
   });
 
