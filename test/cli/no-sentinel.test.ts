@@ -107,7 +107,9 @@ test('warden run --no-sentinel, killed with SIGKILL, leaves its tree running; wa
 
   const reap = await startCli(['reap', '--config', file, '--json']).done;
   expect(reap.code).toBe(0);
-  const report = JSON.parse(reap.stdout) as { entries: Array<{ source: string; action: string; recordRemoved?: boolean; survivors: unknown[] }> };
-  expect(report.entries).toEqual([expect.objectContaining({ source: 'registry', action: 'reaped', recordRemoved: true, survivors: [] })]);
+  const report = JSON.parse(reap.stdout) as { entries: Array<{ instanceId: string; source: string; action: string; recordRemoved?: boolean; killed: unknown[]; survivors: unknown[] }> };
+  expect(report.entries.filter((entry) => entry.instanceId === id)).toEqual([expect.objectContaining({ source: 'registry', action: 'reaped', recordRemoved: true, survivors: [] })]);
+  // Trees of other instances on this machine (other test files run in parallel) are reported, never touched.
+  for (const entry of report.entries.filter((other) => other.instanceId !== id)) expect(entry).toMatchObject({ action: 'left-alone', killed: [] });
   expect(pidsOfInstance(id)).toEqual([]);
 }, 60_000);
