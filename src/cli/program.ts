@@ -84,9 +84,10 @@ export function buildProgram(done: (code: number) => void): Command {
     .option('--instance <id>', 'also reap stale markers of this instance id (repeatable)', collect)
     .option('--all-state-dirs', 'also reap stale markers launched from other state dirs (or from none: older Wardens)')
     .option('--dry-run', 'list what would be killed; signal nothing')
+    .option('--forget <marker>', 'drop a registry record that cannot be proven ours (Windows), after its processes were ended by hand; kills nothing (repeatable)', collect)
     .option('--grace-ms <ms>', 'between SIGTERM and SIGKILL', integer(0, 600_000))
     .option('--json', 'print the report as JSON')
-    .action(async (options: { config?: string; stateDir?: string; instance?: string[]; allStateDirs?: boolean; dryRun?: boolean; graceMs?: number; json?: boolean }) => {
+    .action(async (options: { config?: string; stateDir?: string; instance?: string[]; allStateDirs?: boolean; dryRun?: boolean; forget?: string[]; graceMs?: number; json?: boolean }) => {
       const { reapCommand } = await import('./reap.js');
       done(await reapCommand(options));
     });

@@ -17,6 +17,8 @@ export interface ReapOptions {
   instance?: string[];
   allStateDirs?: boolean;
   dryRun?: boolean;
+  /** Markers of unprovable registry records to drop (nothing is killed). */
+  forget?: string[];
   graceMs?: number;
   json?: boolean;
 }
@@ -40,6 +42,7 @@ export async function reapCommand(options: ReapOptions): Promise<number> {
   // --all-state-dirs widens that to any state dir (and to trees of older Wardens that carry none).
   const scope = options.allStateDirs === true ? {} : { stateDir: target.stateDir };
   const common = { instanceIds: managed, ...scope, ...(options.graceMs !== undefined && { graceMs: options.graceMs }) };
+  if (options.forget !== undefined && options.forget.length > 0) return forgetRecords(target.stateDir, options.forget, common, options.json === true);
   let report: ReapReport;
   if (dryRun || !existsSync(target.stateDir)) {
     // Nothing to change in a state dir for a dry run, and none to create when it does not exist.
@@ -66,6 +69,34 @@ export async function reapCommand(options: ReapOptions): Promise<number> {
   if (options.json === true) out.json({ stateDir: target.stateDir, managedIds: managed, stateDirScope: anyStateDir ? null : target.stateDir, exitCode, ...report });
   else printReap(out, report, target.stateDir, managed, anyStateDir);
   return exitCode;
+}
+
+// Drops unprovable records (and only those: a provable one is reaped, never forgotten); all or nothing, kills nothing.
+async function forgetRecords(stateDir: string, markers: string[], common: Omit<Parameters<typeof reapLeftovers>[0], 'registry'>, json: boolean): Promise<number> {
+  if (!existsSync(stateDir)) throw new CliError(`cannot forget ${markers.join(', ')}: the state directory ${stateDir} does not exist`, EXIT.usage);
+  const lock: Lock = await acquireLock(stateDir);
+  try {
+    const registry = await Registry.open(stateDir);
+    // What a reap would do with each record, signalling nothing: only `unprovable` may be forgotten.
+    const verdicts = await reapLeftovers({ ...common, registry, dryRun: true });
+    const recorded = registry.list().map((record) => record.marker);
+    for (const marker of markers) {
+      if (!recorded.includes(marker)) {
+        throw new CliError(`--forget ${marker}: no registry record has this marker (records: ${recorded.length > 0 ? recorded.join(', ') : 'none'})`, EXIT.usage);
+      }
+      const verdict = verdicts.entries.find((entry) => entry.source === 'registry' && entry.marker === marker);
+      if (verdict?.action !== 'unprovable') {
+        throw new CliError(`--forget ${marker}: Warden can prove this record's tree (a reap would do: ${verdict?.action ?? 'nothing'}); run \`warden reap\` instead, which stops what is left and removes the record`, EXIT.usage);
+      }
+    }
+    for (const marker of markers) await registry.remove(marker);
+  } finally {
+    await lock.release();
+  }
+  const out = createOutput();
+  if (json) out.json({ stateDir, forgotten: markers, exitCode: EXIT.ok });
+  else out.line(`forgot ${plural(markers.length, 'registry record')} (nothing was signalled): ${markers.join(', ')}`);
+  return EXIT.ok;
 }
 
 function printReap(out: Output, report: ReapReport, stateDir: string, managed: string[], anyStateDir: boolean): void {

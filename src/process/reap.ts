@@ -207,7 +207,7 @@ export function restoreWindowsTree(record: LaunchRecord, table: ProcessTable, pr
         `ownership cannot be proven on Windows: the record has no Windows tree record (written by an older Warden, or on ` +
         `another system), Windows has no environment marker another process can read, and the root pid ${record.root.pid} ` +
         'alone proves nothing (Windows reuses pids quickly). Nothing was killed, and nothing is ever matched by name: ' +
-        'check the processes with Task Manager (Details) and end the tree by pid.',
+        'check the processes with Task Manager (Details), end the tree by pid, then `warden reap --forget <marker>`.',
     };
   }
   let tracker: WindowsTreeTracker;
@@ -221,7 +221,8 @@ export function restoreWindowsTree(record: LaunchRecord, table: ProcessTable, pr
       ok: false,
       problem:
         `ownership cannot be proven: the supervisor was gone before it ever listed this tree, so the record knows no ` +
-        `process but the root pid ${record.root.pid}, which alone proves nothing on Windows. Nothing was killed.`,
+        `process but the root pid ${record.root.pid}, which alone proves nothing on Windows. Nothing was killed. ` +
+        'Check with Task Manager (Details), end what is left by pid, then `warden reap --forget <marker>`.',
     };
   }
   const knownAlive = new Set<number>([

@@ -1,5 +1,7 @@
 // Reads the process table: /proc directly on Linux (no child process), ps-list elsewhere.
 import psList from 'ps-list';
+import type { ProcessDescriptor } from 'ps-list';
+import { WardenError } from './errors.js';
 import { hasProcfs, listProcPids, readProcess } from './procfs.js';
 import type { ProcessInfo, ProcessTable } from './types.js';
 
@@ -39,9 +41,29 @@ export function snapshotProcSync(withCmdline = true, withUid = true): ProcessTab
   return { backend: 'proc', takenAt: Date.now(), processes };
 }
 
+/** How often a failed ps-list read is tried again before the error is thrown, and the pause before each retry. */
+export const PS_LIST_RETRY_DELAYS_MS = [50, 200] as const;
+
+// Lists processes through ps-list, retrying a failed read twice: ps-list runs a helper (fastlist.exe on Windows,
+// ps elsewhere) whose start can fail for a moment (measured under Wine: "spawn UNKNOWN", about once in a few
+// thousand reads), and a stop or a reap must not fail on that.
+export async function readPsList(list: () => Promise<ProcessDescriptor[]> = () => psList({ all: true })): Promise<ProcessDescriptor[]> {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await list();
+    } catch (error) {
+      const delay = PS_LIST_RETRY_DELAYS_MS[attempt];
+      if (delay === undefined) {
+        throw new WardenError('PROCESS_LIST_FAILED', `Cannot list processes through ps-list after ${attempt + 1} attempts: ${(error as Error).message}`, { cause: error });
+      }
+      await new Promise((resolveDelay) => setTimeout(resolveDelay, delay));
+    }
+  }
+}
+
 // The portable reader: same shape, fields ps-list cannot give are `undefined`.
 async function snapshotPsList(): Promise<ProcessTable> {
-  const rows = await psList({ all: true });
+  const rows = await readPsList();
   const processes = new Map<number, ProcessInfo>();
   for (const row of rows) {
     processes.set(row.pid, {

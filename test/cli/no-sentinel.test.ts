@@ -101,9 +101,20 @@ test('warden run --no-sentinel, killed with SIGKILL, leaves its tree running; wa
   // With a sentinel the tree would be gone within a few hundred ms (test/runtime/force-close.test.ts); here it stays.
   await sleep(1000);
   expect(pidsOfInstance(id)).toEqual(tree);
-  const registry = JSON.parse(readFileSync(join(dir, 'state', 'registry.json'), 'utf8')) as { records: Array<{ instanceId: string }> };
+  const registry = JSON.parse(readFileSync(join(dir, 'state', 'registry.json'), 'utf8')) as { records: Array<{ instanceId: string; marker: string }> };
   expect(registry.records.map((record) => record.instanceId)).toEqual([id]);
   expect(existsSync(join(dir, 'state', 'sentinel.log'))).toBe(false);
+
+  // --forget drops only records Warden cannot prove: this one it can (its tree is right there), so it refuses.
+  const marker = registry.records[0]?.marker as string;
+  const forgetProvable = await startCli(['reap', '--config', file, '--forget', marker]).done;
+  expect(forgetProvable.code).toBe(64);
+  expect(forgetProvable.stderr).toContain(`--forget ${marker}: Warden can prove this record's tree (a reap would do: would-reap); run \`warden reap\` instead`);
+  const forgetUnknown = await startCli(['reap', '--config', file, '--forget', `${id}:0000`]).done;
+  expect(forgetUnknown.code).toBe(64);
+  expect(forgetUnknown.stderr).toContain(`--forget ${id}:0000: no registry record has this marker (records: ${marker})`);
+  expect(pidsOfInstance(id)).toEqual(tree);
+  expect((JSON.parse(readFileSync(join(dir, 'state', 'registry.json'), 'utf8')) as { records: unknown[] }).records).toHaveLength(1);
 
   const reap = await startCli(['reap', '--config', file, '--json']).done;
   expect(reap.code).toBe(0);

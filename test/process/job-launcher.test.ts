@@ -325,3 +325,19 @@ describe('read order (every snapshot() table carries the order its read began)',
     expect(b.sequence).toBe((a.sequence as number) + 1);
   });
 });
+
+describe('ps-list reads (the Windows process table)', () => {
+  test('a failed start of the lister is retried; three failures in a row are reported, naming the cause', async () => {
+    const { readPsList, PS_LIST_RETRY_DELAYS_MS } = await import('../../src/process/snapshot.js');
+    let calls = 0;
+    const flaky = async () => {
+      calls += 1;
+      if (calls < 3) throw Object.assign(new Error('spawn UNKNOWN'), { code: 'UNKNOWN' });
+      return [{ pid: 1, ppid: 0, name: 'init' }];
+    };
+    expect(await readPsList(flaky)).toEqual([{ pid: 1, ppid: 0, name: 'init' }]);
+    expect(calls).toBe(3);
+    calls = -10;
+    await expect(readPsList(flaky)).rejects.toThrow(`Cannot list processes through ps-list after ${PS_LIST_RETRY_DELAYS_MS.length + 1} attempts: spawn UNKNOWN`);
+  });
+});

@@ -19,6 +19,7 @@ import { appendFileSync, closeSync, cpSync, existsSync, mkdirSync, openSync, rea
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { independentTree as independentTreeOf } from './independent-tree.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
@@ -98,28 +99,8 @@ async function waitFor(what, timeoutMs, condition, sample, describeLast = () => 
   }
 }
 
-// The processes of the tree, computed from the harness's own listings: the root, then anything whose creator
-// (ppid) was already one of them in the same or an earlier listing, dead or alive (Windows never reparents).
-function independentTree(rootPid, rootPpid) {
-  const ours = new Map();
-  for (const listing of listings) {
-    let grew = true;
-    while (grew) {
-      grew = false;
-      for (const row of listing.rows) {
-        const key = `${row.pid}:${row.ppid}`;
-        if (ours.has(key)) continue;
-        const isRoot = row.pid === rootPid && row.ppid === rootPpid;
-        const parentOurs = [...ours.values()].some((o) => o.pid === row.ppid);
-        if (isRoot || parentOurs) {
-          ours.set(key, row);
-          grew = true;
-        }
-      }
-    }
-  }
-  return [...ours.values()];
-}
+// The processes of the tree, from the harness's own listings (test/windows/independent-tree.mjs).
+const independentTree = (rootPid, rootPpid) => independentTreeOf(rootPid, rootPpid, listings);
 
 // Re-reads the table every 150 ms for the whole scenario, so short-lived members show up in the tree above.
 let sampling = true;
@@ -452,6 +433,50 @@ async function cliKilled(guarded, job = false) {
   await finalCheck([[rootPid, supervisorPid]]);
 }
 
+// A record Warden cannot prove (as an older Warden wrote it: no Windows tree record): audit says so, reap kills
+// nothing of it and exits 1; once the tree was ended by hand (by pid), `warden reap --forget` drops the record.
+async function cliUnproven() {
+  writeConfig(false);
+  await startDecoy('before-launch');
+  const run = startRun('run', false);
+  const supervisorPid = run.child.pid;
+  const up = await waitUp(run);
+  mark('treeUpAndRecorded');
+  await killSupervisor(run);
+  mark('supervisorKilled');
+  await checkIncident(up);
+  const marker = up.launchEvent.marker;
+  // An older Warden's record: everything but the Windows tree record.
+  const registryFile = join(wardenDir, 'registry.json');
+  const file = readJson(registryFile);
+  for (const record of file.records) delete record.windows;
+  writeJson(registryFile, file);
+
+  const audit = await warden('audit', ['audit', '--config', configFile, '--json']);
+  result.cli.audit = { code: audit.code, level: audit.json.level, stale: audit.json.stale, unproven: audit.json.unproven };
+  check(audit.code === 1 && audit.json.unproven.length === 1 && audit.json.unproven[0].marker === marker, `audit of an unprovable record: exit ${audit.code}, unproven ${JSON.stringify(audit.json.unproven)}`);
+  const reap = await warden('reap', ['reap', '--config', configFile, '--json']);
+  const entry = reap.json.entries.find((e) => e.marker === marker);
+  result.cli.reap = { code: reap.code, action: entry?.action, killed: entry?.killed, problem: entry?.problem };
+  check(reap.code === 1 && entry?.action === 'unprovable' && entry.killed.length === 0, `reap of an unprovable record: exit ${reap.code}, ${JSON.stringify(entry)}`);
+  const rows = rowsOf(keep(await read()));
+  check(up.pythons.every((pid) => alive(rows, pid)), 'the reap of an unprovable record killed something');
+  mark('reapRefused');
+
+  // The user ends the tree by pid (Task Manager → Details), then tells Warden to forget the record.
+  for (const pid of up.pythons) process.kill(pid);
+  await waitFor('the hand-ended tree to be gone', 10_000, (now) => up.pythons.every((pid) => !alive(now, pid)), async () => rowsOf(await read()));
+  const forget = await warden('forget', ['reap', '--config', configFile, '--forget', marker, '--json']);
+  result.cli.forget = { code: forget.code, forgotten: forget.json?.forgotten };
+  check(forget.code === 0 && JSON.stringify(forget.json?.forgotten) === JSON.stringify([marker]), `reap --forget: exit ${forget.code}: ${forget.stdout.slice(0, 500)} ${readTail(join(workdir, 'forget.err'), 500)}`);
+  check(Array.isArray(readRegistry()) && readRegistry().length === 0, `the registry still lists ${JSON.stringify(readRegistry())}`);
+  const after = await warden('audit-after', ['audit', '--config', configFile, '--json']);
+  result.cli.auditAfter = { code: after.code, level: after.json.level, stale: after.json.stale, unproven: after.json.unproven };
+  check(after.code === 0 && after.json.unproven.length === 0, `audit after --forget: exit ${after.code}, unproven ${JSON.stringify(after.json.unproven)}`);
+  mark('forgotten');
+  await finalCheck([[up.rootPid, supervisorPid]]);
+}
+
 // POSTs to the control API of a `warden run` (node:http: Node's fetch cannot connect under Wine 8).
 async function postApi(path) {
   const server = readJson(join(wardenDir, 'server.json'));
@@ -540,6 +565,7 @@ try {
   if (scenario === 'cli-killed-unguarded') await cliKilled(false);
   else if (scenario === 'cli-killed-guarded') await cliKilled(true);
   else if (scenario === 'cli-killed-job') await cliKilled(false, true);
+  else if (scenario === 'cli-unproven') await cliUnproven();
   else if (scenario === 'cli-killed-restart') await cliKilledRestart();
   else throw new Error(`unknown scenario ${scenario}`);
 } catch (error) {

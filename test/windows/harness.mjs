@@ -18,6 +18,7 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSyn
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { independentTree } from './independent-tree.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
@@ -94,28 +95,6 @@ async function waitFor(what, timeoutMs, condition, sample) {
   }
 }
 
-// The processes of the tree, computed from our own listings: the root, then anything whose creator (ppid)
-// was already one of them in the same or an earlier listing, dead or alive (Windows never reparents).
-function independentTree(rootPid, rootPpid, allListings) {
-  const ours = new Map();
-  for (const listing of allListings) {
-    let grew = true;
-    while (grew) {
-      grew = false;
-      for (const row of listing.rows) {
-        const key = `${row.pid}:${row.ppid}`;
-        if (ours.has(key)) continue;
-        const isRoot = row.pid === rootPid && row.ppid === rootPpid;
-        const parentOurs = [...ours.values()].some((o) => o.pid === row.ppid);
-        if (isRoot || parentOurs) {
-          ours.set(key, row);
-          grew = true;
-        }
-      }
-    }
-  }
-  return [...ours.values()];
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Decoys: started outside Warden, must survive every stop
@@ -379,7 +358,12 @@ async function controllerKilled(guarded) {
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      keep(await read());
+      try {
+        keep(await read());
+      } catch (error) {
+        // A listing that failed even after snapshot()'s retries: the next one fills the gap.
+        log('listing failed', String(error));
+      }
       await sleep(150);
     }
   })();

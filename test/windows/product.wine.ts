@@ -138,6 +138,13 @@ describe('Windows under Wine, through the product: warden run killed, then warde
     expect(result.cli.auditAfter).toMatchObject({ code: 0, stale: [] });
   });
 
+  it('a record Warden cannot prove: audit says so, reap kills nothing (exit 1), and after a hand-made stop reap --forget drops it', async () => {
+    const result = await runProductScenario('cli-unproven');
+    expect(result.failures).toEqual([]);
+    expect(result.cli.audit).toMatchObject({ code: 1 });
+    expect(result.cli.auditAfter).toMatchObject({ code: 0 });
+  });
+
   it('the next warden run reaps the killed run\'s tree before it spawns, and POST /api/shutdown stops its own tree, confirmed', async () => {
     const result = await runProductScenario('cli-killed-restart');
     expect(result.notes.join('\n')).toContain('3 of 3 python.exe outlived the supervisor');
