@@ -1,5 +1,5 @@
 // The RxJS sampler: interval → process table (never overlapping) → per-instance counts, stale and foreign processes.
-import { Observable, defer, exhaustMap, interval, share, startWith } from 'rxjs';
+import { EMPTY, Observable, catchError, defer, exhaustMap, interval, share, startWith } from 'rxjs';
 import { MARKER_VARIABLE, STATE_DIR_VARIABLE, classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, readEnvironVariable, snapshot } from './process/index.js';
 import { hasProcfs } from './process/procfs.js';
 import type { Lookalike, LookalikeMemo, LookalikeProfile, OwnedProcess, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
@@ -60,6 +60,8 @@ export interface SamplerOptions {
    * instance's owned set and the instances as they stood when the read began (the launches this table may show).
    */
   onTable?: (table: ProcessTable, ownedById: ReadonlyMap<string, OwnedProcess[]>, instances: readonly SampledInstance[]) => void;
+  /** Told about a sample that failed (a process listing that could not be read); sampling goes on at the next tick. */
+  onSampleError?: (error: unknown) => void;
 }
 
 const emptyCounts = (): RoleCounts => ({ python: 0, shell: 0, other: 0, total: 0 });
@@ -194,7 +196,15 @@ export function createSampler(options: SamplerOptions): Observable<Sample> {
   };
   return interval(options.intervalMs).pipe(
     startWith(-1),
-    exhaustMap(() => defer(sampleOnce)),
+    // One failed read skips one sample: a watchdog that stops sampling for good would guard nothing.
+    exhaustMap(() =>
+      defer(sampleOnce).pipe(
+        catchError((error: unknown) => {
+          options.onSampleError?.(error);
+          return EMPTY;
+        }),
+      ),
+    ),
     share(),
   );
 }

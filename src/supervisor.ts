@@ -489,6 +489,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
           persistWindowsTree(runtime, handle);
         }
       },
+      onSampleError: (error) => logger.warn({ err: error }, 'a process-table sample failed; sampling goes on at the next tick'),
     }).subscribe({
       next: (sample) => {
         lastSample = sample;

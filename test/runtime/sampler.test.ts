@@ -63,4 +63,26 @@ describe('sampler', () => {
     expect(tracker.owned(afterSpawn)).toEqual([]);
     expect(tracker.history()).toEqual([expect.objectContaining({ pid: ROOT, proof: 'root', lastSeen: -1, goneAt: 1 })]);
   });
+
+  test('a failed read skips one sample and is reported; sampling goes on (a watchdog that stopped for good would guard nothing)', async () => {
+    const errors: unknown[] = [];
+    let reads = 0;
+    const samples = await firstValueFrom(
+      createSampler({
+        intervalMs: 10,
+        emergencyWindowMs: 60_000,
+        instances: () => [],
+        liveMarkers: () => new Set(),
+        readTable: async () => {
+          reads += 1;
+          if (reads === 2) throw new Error('Cannot list processes through ps-list after 3 attempts: spawn UNKNOWN');
+          return table([row(WARDEN, 6236, 'node.exe')], reads * 1000);
+        },
+        onSampleError: (error) => errors.push(error),
+      }).pipe(take(3), toArray()),
+    );
+    expect(samples.map((sample) => sample.at)).toEqual([1000, 3000, 4000]);
+    expect(errors).toHaveLength(1);
+    expect(String(errors[0])).toContain('spawn UNKNOWN');
+  });
 });
