@@ -19,6 +19,7 @@ import { appendFileSync, closeSync, cpSync, existsSync, mkdirSync, openSync, rea
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { alive, createDecoys, createListings, recordedIn, rowsOf, show } from './harness-common.mjs';
 import { independentTree as independentTreeOf } from './independent-tree.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -61,32 +62,10 @@ const readTail = (file, chars = 4000) => (existsSync(file) ? readFileSync(file, 
 // Listings (the harness's own, independent of Warden's tracker)
 
 const read = () => proc.snapshot({ backend: 'ps-list', cmdline: false });
-const rowsOf = (table) => [...table.processes.values()].map((r) => ({ pid: r.pid, ppid: r.ppid, name: typeof r.name === 'string' ? r.name : '' }));
-const listings = [];
-let emptyNames = 0;
-function keep(table) {
-  const rows = rowsOf(table);
-  if (rows.some((r) => r.name === '')) emptyNames += 1;
-  listings.push({ takenAt: table.takenAt, rows });
-  return table;
-}
-const alive = (rows, pid, ppid) => rows.find((r) => r.pid === pid && (ppid === undefined || r.ppid === ppid));
-const show = (rows) => rows.map((r) => `${r.pid}<${r.ppid} ${r.name || '(no name)'}`).join(', ');
+const taken = createListings();
+const { listings, keep } = taken;
 const sorted = (pids) => [...pids].sort((a, b) => a - b);
-
-// Every pid the fake processes recorded about themselves.
-function recorded() {
-  const entries = [];
-  for (const file of readdirSync(pidDir)) {
-    if (!file.endsWith('.json')) continue;
-    try {
-      entries.push(readJson(join(pidDir, file)));
-    } catch {
-      // being written
-    }
-  }
-  return entries;
-}
+const recorded = () => recordedIn(pidDir);
 const launchesOf = () => recorded().filter((e) => e.kind === 'launch' && e.role === 'launch');
 
 async function waitFor(what, timeoutMs, condition, sample, describeLast = () => '') {
@@ -118,40 +97,7 @@ const sampler = (async () => {
 // ---------------------------------------------------------------------------------------------------------
 // Decoys: a cmd.exe running a python.exe, started outside Warden; they must survive everything
 
-const decoys = [];
-async function startDecoy(label) {
-  // PROCESS LIFECYCLE: creates a subprocess
-  // Parent tracking: the decoy cmd.exe is this harness's direct child (its pid); its python.exe records its own
-  //   pid and ppid in <state>/pids (role "decoy").
-  // Cleanup handled by: killDecoys() at the end (python.exe only while the listing still shows it under that
-  //   cmd.exe), and `wineserver -k` on the suite's own prefix in the Linux afterEach.
-  // Known risks: none beyond the prefix; nothing here is found or killed by name.
-  const child = spawn('cmd.exe', ['/d', '/s', '/c', join(fixtures, 'decoy.bat')], {
-    stdio: 'ignore',
-    windowsHide: true,
-    env: { ...process.env, PYTHON: pythonExe, FAKE_WEBUI_STATE_DIR: stateDir },
-  });
-  await new Promise((ok, fail) => child.once('spawn', ok).once('error', fail));
-  const decoy = { label, cmd: child.pid, child, python: undefined };
-  decoys.push(decoy);
-  const entry = await waitFor(`decoy ${label}'s python.exe`, 20_000, () => recorded().find((e) => e.role === 'decoy' && e.ppid === child.pid), async () => undefined);
-  decoy.python = entry.pid;
-  log('decoy', label, { cmd: decoy.cmd, python: decoy.python });
-  return decoy;
-}
-async function killDecoys() {
-  const rows = rowsOf(await read());
-  for (const decoy of decoys) {
-    if (decoy.python !== undefined && alive(rows, decoy.python, decoy.cmd)) {
-      try {
-        process.kill(decoy.python);
-      } catch {
-        // gone meanwhile
-      }
-    }
-    decoy.child.kill();
-  }
-}
+const { decoys, startDecoy, killDecoys } = createDecoys({ fixtures, pythonExe, stateDir, pidDir, read, log });
 
 // ---------------------------------------------------------------------------------------------------------
 // The product: `node.exe dist/src/cli.js <command>`, output to files
@@ -580,6 +526,6 @@ try {
 }
 mark('total');
 result.listings = listings.length;
-result.listingsWithEmptyName = emptyNames;
+result.listingsWithEmptyName = taken.emptyNames;
 writeJson(join(workdir, 'result.json'), result);
 process.exit(0);

@@ -18,6 +18,7 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSyn
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { alive, createDecoys, createListings, recordedIn, rowsOf, show } from './harness-common.mjs';
 import { independentTree } from './independent-tree.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -56,31 +57,9 @@ const readTail = (file) => (existsSync(file) ? readFileSync(file, 'utf8').slice(
 // Listings
 
 const read = () => proc.snapshot({ backend: 'ps-list', cmdline: false });
-const rowsOf = (table) => [...table.processes.values()].map((r) => ({ pid: r.pid, ppid: r.ppid, name: typeof r.name === 'string' ? r.name : '' }));
-const listings = [];
-let emptyNames = 0;
-function keep(table) {
-  const rows = rowsOf(table);
-  if (rows.some((r) => r.name === '')) emptyNames += 1;
-  listings.push({ takenAt: table.takenAt, rows });
-  return table;
-}
-const alive = (rows, pid, ppid) => rows.find((r) => r.pid === pid && (ppid === undefined || r.ppid === ppid));
-const show = (rows) => rows.map((r) => `${r.pid}<${r.ppid} ${r.name || '(no name)'}`).join(', ');
-
-// Every pid the fake processes recorded, by kind and role.
-function recorded() {
-  const entries = [];
-  for (const file of readdirSync(pidDir)) {
-    if (!file.endsWith('.json')) continue;
-    try {
-      entries.push(readJson(join(pidDir, file)));
-    } catch {
-      // being written
-    }
-  }
-  return entries;
-}
+const taken = createListings();
+const { listings, keep } = taken;
+const recorded = () => recordedIn(pidDir);
 
 async function waitFor(what, timeoutMs, condition, sample) {
   const deadline = performance.now() + timeoutMs;
@@ -99,37 +78,7 @@ async function waitFor(what, timeoutMs, condition, sample) {
 // ---------------------------------------------------------------------------------------------------------
 // Decoys: started outside Warden, must survive every stop
 
-const decoys = [];
-async function startDecoy(label) {
-  // PROCESS LIFECYCLE: the harness's own decoy cmd.exe (direct child) and its python.exe (recorded by pid file).
-  // Cleanup: killDecoys() at the end, and `wineserver -k` on the suite's own prefix in the Linux afterEach.
-  const child = spawn('cmd.exe', ['/d', '/s', '/c', join(fixtures, 'decoy.bat')], {
-    stdio: 'ignore',
-    windowsHide: true,
-    env: { ...process.env, PYTHON: pythonExe, FAKE_WEBUI_STATE_DIR: stateDir },
-  });
-  await new Promise((ok, fail) => child.once('spawn', ok).once('error', fail));
-  const decoy = { label, cmd: child.pid, child, python: undefined };
-  decoys.push(decoy);
-  const entry = await waitFor(`decoy ${label}'s python.exe`, 20_000, () => recorded().find((e) => e.role === 'decoy' && e.ppid === child.pid), async () => undefined);
-  decoy.python = entry.pid;
-  log('decoy', label, { cmd: decoy.cmd, python: decoy.python });
-  return decoy;
-}
-async function killDecoys() {
-  const rows = rowsOf(await read());
-  for (const decoy of decoys) {
-    // Only what we started, and only while the listing still shows it under the same parent.
-    if (decoy.python !== undefined && alive(rows, decoy.python, decoy.cmd)) {
-      try {
-        process.kill(decoy.python);
-      } catch {
-        // gone meanwhile
-      }
-    }
-    decoy.child.kill();
-  }
-}
+const { decoys, startDecoy, killDecoys } = createDecoys({ fixtures, pythonExe, stateDir, pidDir, read, log });
 
 // ---------------------------------------------------------------------------------------------------------
 // The launched tree
@@ -518,7 +467,7 @@ if (mode === 'controller') {
   }
   mark('total');
   result.listings = listings.length;
-  result.listingsWithEmptyName = emptyNames;
+  result.listingsWithEmptyName = taken.emptyNames;
   writeJson(join(workdir, 'result.json'), result);
   process.exit(0);
 }
