@@ -3,12 +3,10 @@
 // Task Manager's "End task", and `warden audit` / `warden reap` then deal with what it left. Each scenario ends
 // with nothing of the tree alive in a fresh listing and both decoys alive; afterEach ends every process of OUR
 // prefix (`wineserver -k` with WINEPREFIX set to the suite's own prefix, never another one).
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { nodeExe, pythonExe, repoRoot, resetPrefix, runsDir, wineEnv, windowsPath } from './wine.js';
+import { killHarness, pythonExe, repoRoot, resetPrefix, runsDir, runWineHarness, windowsPath } from './wine.js';
 
 interface Killed {
   pid: number;
@@ -42,7 +40,6 @@ interface ProductResult {
 
 const harness = join(repoRoot, 'test', 'windows', 'harness-product.mjs');
 const HARNESS_TIMEOUT_MS = 120_000;
-let running: ChildProcess | undefined;
 
 // Everything the harness and the CLI left behind, for a failure message that explains itself.
 function diagnostics(dir: string): string {
@@ -60,29 +57,7 @@ async function runProductScenario(scenario: string): Promise<ProductResult> {
   const dir = join(runsDir, `product-${scenario}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const out = openSync(join(dir, 'wine-stdout.txt'), 'w');
-  // PROCESS LIFECYCLE: creates a subprocess
-  // Parent tracking: `wine node.exe harness-product.mjs` is this test's direct child, stdio to a file (not a pipe).
-  // Cleanup handled by: killed by pid on timeout and in afterEach; every Windows process it started (warden run,
-  //   audit, reap, the tree, the decoys) dies with `wineserver -k` on the suite's own prefix in afterEach.
-  // Known risks: none outside our prefix; nothing is found or killed by name.
-  const child = spawn('wine', [nodeExe, harness, scenario, windowsPath(dir), windowsPath(pythonExe)], {
-    env: wineEnv(),
-    stdio: ['ignore', out, out],
-  });
-  closeSync(out);
-  running = child;
-  const exit = await new Promise<number | null | 'timeout'>((resolveExit) => {
-    const timer = setTimeout(() => resolveExit('timeout'), HARNESS_TIMEOUT_MS);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolveExit(code);
-    });
-    child.once('error', () => {
-      clearTimeout(timer);
-      resolveExit(null);
-    });
-  });
+  const exit = await runWineHarness(harness, [scenario, windowsPath(dir), windowsPath(pythonExe)], dir, HARNESS_TIMEOUT_MS);
   const resultFile = join(dir, 'result.json');
   if (exit !== 0 || !existsSync(resultFile)) {
     throw new Error(`harness-product ${scenario} ended with ${String(exit)} and ${existsSync(resultFile) ? 'a' : 'no'} result file\n${diagnostics(dir)}`);
@@ -94,8 +69,7 @@ async function runProductScenario(scenario: string): Promise<ProductResult> {
 }
 
 afterEach(async () => {
-  if (running !== undefined && running.exitCode === null && running.signalCode === null) running.kill('SIGKILL');
-  running = undefined;
+  killHarness();
   await resetPrefix();
 });
 

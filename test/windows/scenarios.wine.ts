@@ -3,12 +3,10 @@
 // result the harness wrote to a file (node.exe under Wine dies with EBADF on a Unix pipe).
 // Each scenario ends with nothing owned alive in a fresh listing, decoys alive, and afterEach ends every
 // process of OUR prefix (`wineserver -k` with WINEPREFIX set to the suite's own prefix, never another one).
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { harness, nodeExe, pythonExe, resetPrefix, runsDir, wineEnv, windowsPath } from './wine.js';
+import { harness, killHarness, pythonExe, resetPrefix, runsDir, runWineHarness, windowsPath } from './wine.js';
 
 interface HarnessResult {
   scenario: string;
@@ -31,7 +29,6 @@ interface HarnessResult {
 }
 
 const HARNESS_TIMEOUT_MS = 75_000;
-let running: ChildProcess | undefined;
 
 // Everything the harness left behind, for a failure message that explains itself.
 function diagnostics(dir: string): string {
@@ -47,27 +44,7 @@ async function runScenario(scenario: string, attempt = 1): Promise<HarnessResult
   const dir = join(runsDir, attempt === 1 ? scenario : `${scenario}-attempt${attempt}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const out = openSync(join(dir, 'wine-stdout.txt'), 'w');
-  // PROCESS LIFECYCLE: `wine node.exe harness.mjs` is this test's direct child, stdio to a file (not a pipe).
-  // Cleanup: killed by pid on timeout and in afterEach; every Windows process it started dies with
-  //   `wineserver -k` on the suite's own prefix in afterEach.
-  const child = spawn('wine', [nodeExe, harness, scenario, windowsPath(dir), windowsPath(pythonExe)], {
-    env: wineEnv(),
-    stdio: ['ignore', out, out],
-  });
-  closeSync(out);
-  running = child;
-  const exit = await new Promise<number | null | 'timeout'>((resolveExit) => {
-    const timer = setTimeout(() => resolveExit('timeout'), HARNESS_TIMEOUT_MS);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolveExit(code);
-    });
-    child.once('error', () => {
-      clearTimeout(timer);
-      resolveExit(null);
-    });
-  });
+  const exit = await runWineHarness(harness, [scenario, windowsPath(dir), windowsPath(pythonExe)], dir, HARNESS_TIMEOUT_MS);
   const resultFile = join(dir, 'result.json');
   if (exit !== 0 || !existsSync(resultFile)) {
     throw new Error(`harness ${scenario} ended with ${String(exit)} and ${existsSync(resultFile) ? 'a' : 'no'} result file\n${diagnostics(dir)}`);
@@ -76,7 +53,7 @@ async function runScenario(scenario: string, attempt = 1): Promise<HarnessResult
   if (result.flake !== undefined && attempt === 1) {
     // A failed start (the root cmd.exe gone before python.exe ran), not a stop failure: once, loudly, again.
     console.warn(`${scenario}: ${result.flake.what}; retrying once on a fresh prefix\n${JSON.stringify(result.flake)}`);
-    if (running?.exitCode === null) running.kill('SIGKILL');
+    killHarness();
     await resetPrefix();
     return runScenario(scenario, 2);
   }
@@ -87,8 +64,7 @@ async function runScenario(scenario: string, attempt = 1): Promise<HarnessResult
 }
 
 afterEach(async () => {
-  if (running !== undefined && running.exitCode === null && running.signalCode === null) running.kill('SIGKILL');
-  running = undefined;
+  killHarness();
   await resetPrefix();
 });
 

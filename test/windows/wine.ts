@@ -1,8 +1,9 @@
 // Where the Wine suite keeps its prefix, Windows Node and private build, and how to run things in that prefix.
 // Everything lives under one directory (default <repo>/.wine-test, git-ignored; WARDEN_WINE_DIR overrides it),
 // created by scripts/windows/setup-wine.sh. Only this WINEPREFIX is ever touched, `wineserver -k` included.
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -53,4 +54,38 @@ export function wineserver(args: string[], timeoutMs = 30_000): Promise<number |
 export async function resetPrefix(): Promise<void> {
   await wineserver(['-k']);
   await wineserver(['-w']);
+}
+
+let runningHarness: ChildProcess | undefined;
+
+// Runs `wine node.exe <harness> <args>` with its output in <dir>/wine-stdout.txt (never a pipe: EBADF under Wine);
+// resolves with its exit code, null (it could not start) or 'timeout'.
+export async function runWineHarness(harnessFile: string, args: string[], dir: string, timeoutMs: number): Promise<number | null | 'timeout'> {
+  const out = openSync(join(dir, 'wine-stdout.txt'), 'w');
+  // PROCESS LIFECYCLE: creates a subprocess
+  // Parent tracking: `wine node.exe <harness>` is this test's direct child, stdio to a file (not a pipe).
+  // Cleanup handled by: killHarness() (by handle) on timeout and in each suite's afterEach; every Windows process
+  //   it started dies with `wineserver -k` on the suite's own prefix (resetPrefix) in that afterEach.
+  // Known risks: none outside our prefix; nothing is found or killed by name.
+  const child = spawn('wine', [nodeExe, harnessFile, ...args], { env: wineEnv(), stdio: ['ignore', out, out] });
+  closeSync(out);
+  runningHarness = child;
+  return new Promise((resolveExit) => {
+    const timer = setTimeout(() => resolveExit('timeout'), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolveExit(code);
+    });
+    child.once('error', () => {
+      clearTimeout(timer);
+      resolveExit(null);
+    });
+  });
+}
+
+/** Kills the harness started last, if it still runs (by its handle: our direct child). */
+export function killHarness(): void {
+  const child = runningHarness;
+  if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  runningHarness = undefined;
 }
