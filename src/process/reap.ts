@@ -8,7 +8,7 @@ import type { LaunchRecord, Registry } from './registry.js';
 import { classifyRole } from './roles.js';
 import { snapshot } from './snapshot.js';
 import { terminate } from './terminate.js';
-import type { KilledProcess, Survivor, TerminateOptions } from './terminate.js';
+import type { KilledProcess, Survivor, TerminateOptions, TerminationReport } from './terminate.js';
 import type { ProcessInfo, ProcessRole, ProcessTable } from './types.js';
 import { WindowsTreeTracker, terminateWindows } from './windows.js';
 import type { WindowsTerminateOptions } from './windows.js';
@@ -103,18 +103,7 @@ export async function reapLeftovers(options: ReapOptions): Promise<ReapReport> {
   const fromRegistry = await mapLimit(records, concurrency, async (record): Promise<ReapEntry> => {
     if (onWindows) return reapWindowsRecord(record, before, options);
     const found = collectOwned(record, before, collectOptions).map(foundProcess);
-    const entry: ReapEntry = { marker: record.marker, instanceId: record.instanceId, source: 'registry', action: 'reaped', found, killed: [], survivors: [] };
-    if (dryRun) return { ...entry, action: found.length === 0 ? 'nothing-left' : 'would-reap' };
-    if (found.length > 0) {
-      const report = await terminate(record, terminateOptions);
-      entry.killed = report.killed;
-      entry.survivors = report.survivors;
-    } else {
-      entry.action = 'nothing-left';
-    }
-    // A record is forgotten only once its tree is confirmed dead; otherwise the next reap tries again.
-    entry.recordRemoved = entry.survivors.length === 0 && (await options.registry.remove(record.marker));
-    return entry;
+    return reapRecordTree(record, found, dryRun, options.registry, () => terminate(record, terminateOptions));
   });
 
   // (b) Stale markers: carried by live processes, not a live launch of ours, not handled through the registry above.
@@ -166,23 +155,27 @@ function report(dryRun: boolean, entries: ReapEntry[], started: number): ReapRep
 // Windows: stops what a record's tree tracker still proves ours (immediate: nobody is left to ask politely), or says
 // why nothing can be proven. Never falls back to the root pid alone or to names.
 async function reapWindowsRecord(record: LaunchRecord, table: ProcessTable, options: ReapOptions): Promise<ReapEntry> {
-  const entry: ReapEntry = { marker: record.marker, instanceId: record.instanceId, source: 'registry', action: 'reaped', found: [], killed: [], survivors: [] };
   const restored = restoreWindowsTree(record, table, options.protectedPids);
-  if (!restored.ok) return { ...entry, action: 'unprovable', problem: restored.problem, recordRemoved: false };
-  entry.found = restored.owned.map(foundProcess);
-  if (options.dryRun === true) return { ...entry, action: entry.found.length === 0 ? 'nothing-left' : 'would-reap' };
-  if (entry.found.length > 0) {
-    const stopped = await terminateWindows(restored.tracker, {
-      ...(options.readTable !== undefined && { readTable: options.readTable }),
-      ...options.windows,
-      immediate: true,
-    });
-    entry.killed = stopped.killed;
-    entry.survivors = stopped.survivors;
-  } else {
-    entry.action = 'nothing-left';
+  if (!restored.ok) {
+    return { marker: record.marker, instanceId: record.instanceId, source: 'registry', action: 'unprovable', problem: restored.problem, found: [], killed: [], survivors: [], recordRemoved: false };
   }
-  entry.recordRemoved = entry.survivors.length === 0 && (await options.registry.remove(record.marker));
+  const { tracker } = restored;
+  return reapRecordTree(record, restored.owned.map(foundProcess), options.dryRun === true, options.registry, () =>
+    terminateWindows(tracker, { ...(options.readTable !== undefined && { readTable: options.readTable }), ...options.windows, immediate: true }),
+  );
+}
+
+// One registry record once its tree is known: nothing left, would-reap (dry run), or stopped. The record is
+// forgotten only once its tree is confirmed dead; otherwise the next reap tries again.
+async function reapRecordTree(record: LaunchRecord, found: FoundProcess[], dryRun: boolean, registry: ReapOptions['registry'], stop: () => Promise<TerminationReport>): Promise<ReapEntry> {
+  const entry: ReapEntry = { marker: record.marker, instanceId: record.instanceId, source: 'registry', action: found.length === 0 ? 'nothing-left' : dryRun ? 'would-reap' : 'reaped', found, killed: [], survivors: [] };
+  if (dryRun) return entry;
+  if (found.length > 0) {
+    const report = await stop();
+    entry.killed = report.killed;
+    entry.survivors = report.survivors;
+  }
+  entry.recordRemoved = entry.survivors.length === 0 && (await registry.remove(record.marker));
   return entry;
 }
 
