@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { startPiped } from '../support/child.js';
 import type { ChildResult } from '../support/child.js';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -400,3 +400,62 @@ describe('warden run', () => {
     expect(after.code).toBe(69);
   }, 60_000);
 });
+
+// `warden run --no-sentinel`: a killed run leaves its tree to the registry (the incident, on purpose), and
+// `warden reap` then stops it from the registry record alone (moved here from its own file: same fixtures).
+test('warden run --no-sentinel, killed with SIGKILL, leaves its tree running; warden reap stops it from the registry alone', async () => {
+  const dir = tempDir();
+  const id = uniqueId('nosentinel');
+  const file = join(dir, 'warden.config.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      stateDir: 'state',
+      instances: [{ id, command: join(FAKE, 'webui.sh'), args: ['--port', '0', '--workers', '2'], env: { FAKE_WEBUI_STATE_DIR: dir, python_cmd: python }, startupTimeoutMs: 20_000 }],
+      watchdog: { sampleIntervalMs: 200 },
+      server: { port: 0 },
+    }),
+  );
+  let ready!: () => void;
+  const running = new Promise<void>((resolveReady) => {
+    ready = resolveReady;
+  });
+  const run = startCli(['run', '--config', file, '--no-sentinel'], { onStdout: (text) => text.includes('1 of 1 instance running') && ready() });
+  await Promise.race([running, run.done.then((result) => Promise.reject(new Error(`warden run exited early: ${JSON.stringify(result)}`)))]);
+  // The whole tree: bash webui.sh, launch.py, 2 workers.
+  const deadline = Date.now() + 10_000;
+  while (pidsOfInstance(id).length < 4 && Date.now() < deadline) await sleep(50);
+  const tree = pidsOfInstance(id);
+  expect(tree).toHaveLength(4);
+  expect(run.child.pid).toBeDefined();
+
+  run.child.kill('SIGKILL');
+  const result = await run.done;
+  expect(result.signal).toBe('SIGKILL');
+  expect(result.stdout).toContain('sentinel    off (--no-sentinel)');
+  // With a sentinel the tree would be gone within a few hundred ms (test/runtime/force-close.test.ts); here it stays.
+  await sleep(1000);
+  expect(pidsOfInstance(id)).toEqual(tree);
+  const registry = JSON.parse(readFileSync(join(dir, 'state', 'registry.json'), 'utf8')) as { records: Array<{ instanceId: string; marker: string }> };
+  expect(registry.records.map((record) => record.instanceId)).toEqual([id]);
+  expect(existsSync(join(dir, 'state', 'sentinel.log'))).toBe(false);
+
+  // --forget drops only records Warden cannot prove: this one it can (its tree is right there), so it refuses.
+  const marker = registry.records[0]?.marker as string;
+  const forgetProvable = await cli(['reap', '--config', file, '--forget', marker]);
+  expect(forgetProvable.code).toBe(64);
+  expect(forgetProvable.stderr).toContain(`--forget ${marker}: Warden can prove this record's tree (a reap would do: would-reap); run \`warden reap\` instead`);
+  const forgetUnknown = await cli(['reap', '--config', file, '--forget', `${id}:0000`]);
+  expect(forgetUnknown.code).toBe(64);
+  expect(forgetUnknown.stderr).toContain(`--forget ${id}:0000: no registry record has this marker (records: ${marker})`);
+  expect(pidsOfInstance(id)).toEqual(tree);
+  expect((JSON.parse(readFileSync(join(dir, 'state', 'registry.json'), 'utf8')) as { records: unknown[] }).records).toHaveLength(1);
+
+  const reap = await cli(['reap', '--config', file, '--json']);
+  expect(reap.code).toBe(0);
+  const report = JSON.parse(reap.stdout) as { entries: Array<{ instanceId: string; source: string; action: string; recordRemoved?: boolean; killed: unknown[]; survivors: unknown[] }> };
+  expect(report.entries.filter((entry) => entry.instanceId === id)).toEqual([expect.objectContaining({ source: 'registry', action: 'reaped', recordRemoved: true, survivors: [] })]);
+  // Trees of other instances on this machine (other test files run in parallel) are reported, never touched.
+  for (const entry of report.entries.filter((other) => other.instanceId !== id)) expect(entry).toMatchObject({ action: 'left-alone', killed: [] });
+  expect(pidsOfInstance(id)).toEqual([]);
+}, 60_000);

@@ -2,7 +2,7 @@
 // listings, independent of Warden's tracker; the pids the fake processes record about themselves; and the decoys,
 // a cmd.exe running a python.exe started outside Warden, which must survive every scenario.
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -91,4 +91,19 @@ export function createDecoys({ fixtures, pythonExe, stateDir, pidDir, read, log 
     }
   }
   return { decoys, startDecoy, killDecoys };
+}
+
+/** Ends a harness run: decoys killed, listing counts added, the result written atomically to `file`, exit 0. */
+export async function finishRun({ result, killDecoys, taken, mark, file }) {
+  try {
+    await killDecoys();
+  } catch (error) {
+    result.notes.push(`decoy cleanup failed: ${error}`);
+  }
+  mark('total');
+  result.listings = taken.listings.length;
+  result.listingsWithEmptyName = taken.emptyNames;
+  writeFileSync(`${file}.tmp`, JSON.stringify(result, null, 2));
+  renameSync(`${file}.tmp`, file);
+  process.exit(0);
 }

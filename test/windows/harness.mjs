@@ -18,7 +18,7 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSyn
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { alive, createDecoys, createListings, recordedIn, rowsOf, show } from './harness-common.mjs';
+import { alive, createDecoys, createListings, finishRun, recordedIn, rowsOf, show } from './harness-common.mjs';
 import { independentTree } from './independent-tree.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -460,14 +460,5 @@ if (mode === 'controller') {
   } catch (error) {
     fail(`harness error: ${error?.stack ?? error}`);
   }
-  try {
-    await killDecoys();
-  } catch (error) {
-    result.notes.push(`decoy cleanup failed: ${error}`);
-  }
-  mark('total');
-  result.listings = listings.length;
-  result.listingsWithEmptyName = taken.emptyNames;
-  writeJson(join(workdir, 'result.json'), result);
-  process.exit(0);
+  await finishRun({ result, killDecoys, taken, mark, file: join(workdir, 'result.json') });
 }
