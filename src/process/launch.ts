@@ -44,9 +44,8 @@ export interface LaunchSpec {
   jobReadyTimeoutMs?: number;
 }
 
-/** The Job Object around a Windows tree: the launcher holding it is the root; `pid` is the command itself. */
+/** The Job Object around a Windows tree: the launcher holding it is the root (`root.pid`); `pid` is the command itself. */
 export interface WindowsJobInfo {
-  launcherPid: number;
   pid: number;
   /** The job's members when the command was assigned (before it ran: the command alone). */
   jobPids: number[];
@@ -217,7 +216,7 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
         if (level === 'info' && line.startsWith(JOB_READY_PREFIX)) {
           const reported = parseJobReady(line.slice(JOB_READY_PREFIX.length));
           if (reported !== undefined) {
-            jobReady({ launcherPid: pid, ...reported });
+            jobReady(reported);
             jobReady = undefined;
             return;
           }
