@@ -47,7 +47,9 @@ export function buildProgram(done: (code: number) => void): Command {
     .option('--inspect-port <port>', 'port of the local inspector bridge', integer(1, 65535), 8080)
     .option('--json', 'print events as JSON lines')
     .option('--no-sentinel', "start no force-close sentinel (Windows: guard); a killed `warden run` then leaves its trees to the next start's reap or `warden reap`")
-    .action(async (options: { config: string; inspect?: boolean; inspectPort: number; json?: boolean; sentinel: boolean }) => {
+    .option('--owner-pid <pid>', 'the controller that owns this run: when it exits, stop every instance (confirmed dead) and exit; refused if it is not running', integer(1))
+    .option('--lifeline', "stdin is a pipe held by the owner: when it closes (the owner exited or was killed), stop every instance and exit")
+    .action(async (options: { config: string; inspect?: boolean; inspectPort: number; json?: boolean; sentinel: boolean; ownerPid?: number; lifeline?: boolean }) => {
       const { runCommand } = await import('./run.js');
       done(await runCommand(options));
     });

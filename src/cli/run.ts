@@ -10,6 +10,8 @@ import { createOutput, duration, plural, stamp } from './output.js';
 import type { Output } from './output.js';
 import { inspectorNotice, startInspector } from './inspect.js';
 import type { InspectorBridge } from './inspect.js';
+import { OwnerLeaseError, checkLifeline, identifyOwner, watchOwner } from '../owner-lease.js';
+import type { ProcessIdentity } from '../process/types.js';
 
 export interface RunOptions {
   config: string;
@@ -18,6 +20,10 @@ export interface RunOptions {
   json?: boolean;
   /** `false` (`--no-sentinel`): no force-close sentinel (Windows: guard); a killed run is left to the next reap. */
   sentinel?: boolean;
+  /** `--owner-pid PID`: when that process exits, stop every instance (confirmed dead) and exit. */
+  ownerPid?: number;
+  /** `--lifeline`: stdin is a pipe from the owner; its end of file means the owner is gone. */
+  lifeline?: boolean;
 }
 
 /** How often a long start says it is still waiting: a real WebUI takes minutes. */
@@ -27,6 +33,15 @@ const PROGRESS_PLAIN_MS = 15_000;
 // Runs until a signal ends it (the supervisor's handleSignals runs shutdown() and exits 0, or 1 if anything survived).
 export async function runCommand(options: RunOptions): Promise<number> {
   const config = await loadConfigFile(options.config);
+  // The owner lease is checked before anything exists: a dead owner (or a lifeline that is not a pipe) starts nothing.
+  let ownerIdentity: ProcessIdentity | undefined;
+  try {
+    if (options.ownerPid !== undefined) ownerIdentity = identifyOwner(options.ownerPid);
+    if (options.lifeline === true) checkLifeline();
+  } catch (error) {
+    if (error instanceof OwnerLeaseError) throw new CliError(error.message, EXIT.usage);
+    throw error;
+  }
   const out = createOutput();
   const json = options.json === true;
   const origin = performance.now();
@@ -50,8 +65,31 @@ export async function runCommand(options: RunOptions): Promise<number> {
   if (inspector !== undefined) for (const line of inspectorNotice(inspector.url)) say(`  ${line}`);
   if (json && inspector !== undefined) out.json({ type: 'inspector', url: inspector.url });
 
-  const enteredAt = new Map<string, number>();
+  let server: { url: string; token: string; close(): Promise<void> } | undefined;
   const stateFiles = { stateDir: config.stateDir, serverUrl: undefined as string | undefined, shuttingDown: false };
+  const leased = options.ownerPid !== undefined || options.lifeline === true;
+  if (leased) {
+    // The owner may hold our stdout/stderr pipes; once it is gone, a write must not crash us before the trees are dead.
+    process.stdout.on('error', () => undefined);
+    process.stderr.on('error', () => undefined);
+    const owner = watchOwner({ ...(ownerIdentity !== undefined && { owner: ownerIdentity }), lifeline: options.lifeline === true }, (reason) => {
+      stateFiles.shuttingDown = true;
+      if (json) out.json({ type: 'owner-lost', reason });
+      else out.note(`warden: ${reason}; stopping every instance (confirmed dead), then exiting`);
+      // Same outcome as SIGTERM: exit 0 when every tree was read back dead, 1 when something survived.
+      void supervisor
+        .shutdown()
+        .then(async (report) => {
+          await server?.close().catch(() => undefined);
+          process.exit(report.ok ? EXIT.ok : EXIT.failure);
+        })
+        .catch(() => process.exit(EXIT.failure));
+    });
+    if (owner.owner !== undefined) say(`  owner       pid ${owner.owner.pid}${options.lifeline === true ? ' and the stdin lifeline' : ''}: when it is gone, every instance is stopped and warden exits`);
+    else say('  owner       the stdin lifeline: when it closes, every instance is stopped and warden exits');
+  }
+
+  const enteredAt = new Map<string, number>();
   follow(supervisor, out, origin, json, enteredAt, () => {
     stateFiles.shuttingDown = true;
     // The supervisor's signal handler exits right after this: no time for the server's async close, so drop
@@ -61,7 +99,6 @@ export async function runCommand(options: RunOptions): Promise<number> {
   });
 
   await supervisor.ready();
-  let server: { url: string; token: string; close(): Promise<void> };
   try {
     const { startControlServer } = await import('../server/index.js');
     server = await startControlServer(supervisor, {
@@ -70,7 +107,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
       stateDir: config.stateDir,
       // POST /api/shutdown: the supervisor has shut down (confirmed or not); leave with what it observed.
       onShutdown: (report) => {
-        void server.close().finally(() => process.exit(report.ok ? EXIT.ok : EXIT.failure));
+        void (server?.close() ?? Promise.resolve()).finally(() => process.exit(report.ok ? EXIT.ok : EXIT.failure));
       },
     });
   } catch (error) {
