@@ -153,7 +153,7 @@ export async function launchTree(args: readonly string[]): Promise<BenchTree> {
     handle = await launch({
       instanceId: `bench-${randomBytes(3).toString('hex')}`,
       command: 'bash',
-      args: ['webui.sh', '--port', '0', ...args],
+      args: ['webui.sh', '-f', '--port', '0', ...args],
       cwd: FAKE_WEBUI_DIR,
       env: { FAKE_WEBUI_STATE_DIR: stateDir },
       logger: watchingLogger(() => {

@@ -45,7 +45,7 @@ async function instanceConfig(id: string, args: string[], health = true): Promis
   return {
     id,
     command: join(copy, 'webui.sh'),
-    args: ['--port', String(port), ...args],
+    args: ['-f', '--port', String(port), ...args],
     cwd,
     env: { FAKE_WEBUI_STATE_DIR: cwd },
     ...(health && { health: { url: `http://127.0.0.1:${port}/internal/ping`, intervalMs: 2000, timeoutMs: 1000 } }),

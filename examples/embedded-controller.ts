@@ -75,9 +75,10 @@ export function parseControllerArgs(argv: string[], extra: ParseArgsConfig['opti
 export function controllerConfig(options: ControllerOptions): Record<string, unknown> {
   const health = { url: `http://127.0.0.1:${options.port}/internal/ping`, intervalMs: 2000, timeoutMs: 1000, failureThreshold: 3 };
   if (options.webui !== undefined) {
+    // -f (first): A1111's webui.sh refuses to run as root without it; as any other user it is ignored.
     return {
       stateDir: options.stateDir,
-      instances: [{ id: options.id, command: join(options.webui, 'webui.sh'), args: ['--api', '--port', String(options.port)], cwd: options.webui, health, startupTimeoutMs: 180_000 }],
+      instances: [{ id: options.id, command: join(options.webui, 'webui.sh'), args: ['-f', '--api', '--port', String(options.port)], cwd: options.webui, health, startupTimeoutMs: 180_000 }],
     };
   }
   // The fake keeps its tmp/restart under FAKE_WEBUI_STATE_DIR; python_cmd is the interpreter itself, so a version
@@ -89,7 +90,8 @@ export function controllerConfig(options: ControllerOptions): Record<string, unk
     instances: [{
       id: options.id,
       command: FAKE_WEBUI,
-      args: ['--port', String(options.port), '--workers', String(options.workers)],
+      // -f (first): A1111's webui.sh, and so the fake, refuses to run as root without it; harmless otherwise.
+      args: ['-f', '--port', String(options.port), '--workers', String(options.workers)],
       cwd,
       env: { FAKE_WEBUI_STATE_DIR: cwd, python_cmd: pythonInterpreter() },
       health,

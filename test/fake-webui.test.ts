@@ -126,7 +126,7 @@ function startFake(args: string[]): Tree {
   delete env.COMMANDLINE_ARGS; // launch.py would append it
   // PROCESS LIFECYCLE: creates a subprocess
   // Parent tracking: own process group (detached) + a random FAKE_WEBUI_TEST marker in the environment.   Cleanup handled by: afterEach (group SIGKILL, then every pid carrying the marker).   Known risks: none past the test.
-  const child = spawn('bash', [WEBUI_SH, '--port', '0', '--port-file', join(stateDir, 'port'), ...args], {
+  const child = spawn('bash', [WEBUI_SH, '-f', '--port', '0', '--port-file', join(stateDir, 'port'), ...args], {
     detached: true, // own session and process group: pgid === bash pid
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -279,13 +279,15 @@ test('server-stop ends python (workers first) and bash exits 0', async () => {
   await waitFor('no marked process left', () => (markedPids(tree.marker).length === 0 ? true : undefined), 3_000);
 });
 
-test('--exit-immediately: python and then bash exit 1 (a crash loop in the making)', async () => {
+test('--exit-immediately: python exits 1 and bash exits 0 after it, like A1111 (a crash loop in the making)', async () => {
   const tree = startFake(['--workers', '2', '--exit-immediately']);
-  expect(await withTimeout(tree.exited, 8_000, 'bash exit')).toEqual({ code: 1, signal: null });
+  // A1111's loop ends on `KEEP_GOING=0`: the wrapper's status is 0 whatever Python's was, so 0 never means "clean".
+  expect(await withTimeout(tree.exited, 8_000, 'bash exit')).toEqual({ code: 0, signal: null });
+  expect(tree.errLines).toContain('RuntimeError: fake startup failure (--exit-immediately)');
   expect(tree.lines.some((line) => RUNNING.test(line))).toBe(false);
 });
 
-test('--crash-after: bash exits 1 and the workers survive as marked orphans', async () => {
+test('--crash-after: bash exits (status 0, like A1111) and the workers survive as marked orphans', async () => {
   const tree = startFake(['--workers', '2', '--crash-after', '1.0']);
   await waitRunning(tree);
   const python = pythonOf(tree.bashPid);
@@ -293,7 +295,7 @@ test('--crash-after: bash exits 1 and the workers survive as marked orphans', as
   const workerPids = childrenOf(python!);
   expect(workerPids).toHaveLength(2);
 
-  expect(await withTimeout(tree.exited, 8_000, 'bash exit')).toEqual({ code: 1, signal: null });
+  expect(await withTimeout(tree.exited, 8_000, 'bash exit')).toEqual({ code: 0, signal: null });
   for (const pid of workerPids) {
     const stat = readStat(pid);
     expect(stat).toBeDefined();

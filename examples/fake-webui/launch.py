@@ -76,6 +76,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for flag in ("--api", "--listen", "--xformers", "--no-half-vae", "--medvram", "--lowvram",
                  "--skip-torch-cuda-test", "--nowebui", "--api-server-stop", "--no-download-sd-model"):
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+    # webui.sh passes its own -f (run as root) on, as A1111's does; A1111's cmd_args accepts it hidden too.
+    p.add_argument("-f", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.listen and args.host == "127.0.0.1":
         args.host = "0.0.0.0"
@@ -450,7 +452,18 @@ class App:
         return 0
 
 
+def consume_restart_file() -> None:
+    """Like A1111's prepare_environment: a relaunch removes tmp/restart (so the wrapper stops looping after this
+    run unless asked again) and marks itself SD_WEBUI_RESTARTING=1 (no second browser tab on --autolaunch)."""
+    try:
+        restart_file().unlink()
+        os.environ.setdefault("SD_WEBUI_RESTARTING", "1")
+    except OSError:
+        pass
+
+
 def main() -> int:
+    consume_restart_file()  # first, before anything can fail: a leftover file must never make the wrapper loop
     argv = sys.argv[1:]
     # Like A1111's launch_utils: COMMANDLINE_ARGS (set by webui-user.sh/.bat) is appended.
     extra = os.environ.get("COMMANDLINE_ARGS", "")

@@ -34,7 +34,7 @@ interface Planted {
 
 const WAIT_MS = 20_000;
 /** What the demo copies from examples/fake-webui into its own install dir. */
-const FAKE_FILES = ['webui.sh', 'launch.py', 'worker.py'];
+const FAKE_FILES = ['webui.sh', 'webui-user.sh', 'launch.py', 'worker.py'];
 
 // Runs the story; resolves with the exit code (0 only when nothing of the demo is left anywhere).
 export async function demoCommand(options: DemoOptions): Promise<number> {
@@ -77,7 +77,8 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
       {
         id,
         command: './webui.sh',
-        args: ['--port', String(port), '--workers', String(workers)],
+        // -f: like A1111's webui.sh, the fake refuses to run as root without it.
+        args: ['-f', '--port', String(port), '--workers', String(workers)],
         cwd: workDir,
         // webui.sh's python_cmd: the interpreter itself, so a version-manager shim (a bash script) never shows up in the counts.
         env: { FAKE_WEBUI_STATE_DIR: workDir, python_cmd: python },

@@ -365,7 +365,7 @@ describe('warden run', () => {
           {
             id,
             command: join(FAKE, 'webui.sh'),
-            args: ['--port', String(port), '--workers', '2'],
+            args: ['-f', '--port', String(port), '--workers', '2'],
             env: { FAKE_WEBUI_STATE_DIR: dir, python_cmd: python },
             health: { url: `http://127.0.0.1:${port}/internal/ping`, intervalMs: 200, timeoutMs: 150 },
             startupTimeoutMs: 20_000,
@@ -411,7 +411,7 @@ test('warden run --no-sentinel, killed with SIGKILL, leaves its tree running; wa
     file,
     JSON.stringify({
       stateDir: 'state',
-      instances: [{ id, command: join(FAKE, 'webui.sh'), args: ['--port', '0', '--workers', '2'], env: { FAKE_WEBUI_STATE_DIR: dir, python_cmd: python }, startupTimeoutMs: 20_000 }],
+      instances: [{ id, command: join(FAKE, 'webui.sh'), args: ['-f', '--port', '0', '--workers', '2'], env: { FAKE_WEBUI_STATE_DIR: dir, python_cmd: python }, startupTimeoutMs: 20_000 }],
       watchdog: { sampleIntervalMs: 200 },
       server: { port: 0 },
     }),

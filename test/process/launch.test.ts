@@ -42,7 +42,7 @@ describe('launch', () => {
     const handle = await launch({
       instanceId: 'logged',
       command: './webui.sh',
-      args: ['--port', '0'],
+      args: ['-f', '--port', '0'],
       cwd: FAKE_WEBUI_DIR,
       env: { FAKE_WEBUI_STATE_DIR: tempDir() },
       logger: pino({ level: 'info' }, sink),

@@ -27,7 +27,7 @@ async function launchTree(id: string): Promise<{ handle: TreeHandle; owned: Owne
   const handle = await launch({
     instanceId: id,
     command: './webui.sh',
-    args: ['--port', '0', '--workers', '2'],
+    args: ['-f', '--port', '0', '--workers', '2'],
     cwd: FAKE_WEBUI_DIR,
     env: { FAKE_WEBUI_STATE_DIR: tempDir('warden-reap-') },
   });

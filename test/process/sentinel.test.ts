@@ -230,7 +230,7 @@ describe('sentinel', () => {
   });
 
   test('a look-alike WebUI without our marker survives the cleanup untouched', async () => {
-    const decoy = await startDecoy('bash', ['webui.sh', '--port', '0', '--workers', '2']);
+    const decoy = await startDecoy('bash', ['webui.sh', '-f', '--port', '0', '--workers', '2']);
     await waitFor(() => settledTree(pidsWithVariable('DECOY_TOKEN', decoy.token)), 10_000, 'the settled decoy tree');
     const decoyMembers = pidsWithVariable('DECOY_TOKEN', decoy.token).map((pid) => ({ pid, startTime: readStartTime(pid)?.startTime }));
     const host = await startHost();

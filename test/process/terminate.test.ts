@@ -158,7 +158,7 @@ describe('terminate on a real webui.sh tree', () => {
 
   test('look-alikes started without the marker in the same directory survive every terminate', async () => {
     const lookalikePython = await startDecoy('python3', ['launch.py', '--port', '0', '--workers', '1']);
-    const lookalikeShell = await startDecoy('bash', ['webui.sh', '--port', '0']);
+    const lookalikeShell = await startDecoy('bash', ['webui.sh', '-f', '--port', '0']);
     const tree = await launchFakeWebui(['--workers', '2', '--daemon-grandchild']);
     await waitForPythons(tree, 3);
 

@@ -23,7 +23,7 @@ async function plantLeftover(id: string, stateDir: string, workers = 0): Promise
   const handle = await launch({
     instanceId: id,
     command: './webui.sh',
-    args: ['--port', '0', '--workers', String(workers)],
+    args: ['-f', '--port', '0', '--workers', String(workers)],
     cwd: FAKE_WEBUI_DIR,
     env: { FAKE_WEBUI_STATE_DIR: dir, WARDEN_STATE_DIR: stateDir },
     discoverIntervalMs: 0,
@@ -49,7 +49,7 @@ describe('start safety', () => {
 
   test('a foreign look-alike running the same webui.sh is refused, named, and left alive', async () => {
     const instance = await fakeInstance();
-    const lookalike = await startDecoy('bash', [instance.command, '--port', '0']);
+    const lookalike = await startDecoy('bash', [instance.command, '-f', '--port', '0']);
     const supervisor = makeSupervisor([instance]);
 
     const attempt = supervisor.start(instance.id);

@@ -31,7 +31,8 @@ export async function launchFakeWebui(
   const handle = await launch({
     instanceId: `test-${randomBytes(3).toString('hex')}`,
     command: './webui.sh',
-    args: ['--port', '0', ...args],
+    // -f first: the fake refuses root without it, like A1111's webui.sh (the tests run as root).
+    args: ['-f', '--port', '0', ...args],
     cwd: FAKE_WEBUI_DIR,
     env: { FAKE_WEBUI_STATE_DIR: stateDir, ...env },
   });

@@ -67,7 +67,8 @@ export async function fakeInstance(options: FakeInstanceOptions = {}): Promise<R
     port,
     cwd,
     command: join(script, 'webui.sh'),
-    args: ['--port', String(port), ...(options.args ?? [])],
+    // -f first: like A1111's webui.sh, the fake refuses root without it (the tests run as root).
+    args: ['-f', '--port', String(port), ...(options.args ?? [])],
     env: { FAKE_WEBUI_STATE_DIR: cwd, ...options.env },
     ...(options.health !== false && {
       // Generous enough for a loaded CI machine: a slow answer must not read as a hung WebUI.
@@ -128,7 +129,7 @@ export function withDecoysUntouched(): void {
   beforeEach(async () => {
     decoys = [
       await startDecoy('python3', ['launch.py', '--port', '0']),
-      await startDecoy('bash', ['webui.sh', '--port', '0']),
+      await startDecoy('bash', ['webui.sh', '-f', '--port', '0']),
     ];
   });
   afterEach(async () => {
