@@ -65,6 +65,7 @@ def unique_id(prefix: str = "py", per_test: bool = True) -> str:
     """A fresh instance id; `per_test=False` for a module fixture's instance (not swept between its tests)."""
     instance_id = f"{prefix}-{secrets.token_hex(3)}"
     _ALL_IDS.append(instance_id)
+    record_id(instance_id)
     if per_test:
         _TEST_IDS.append(instance_id)
     return instance_id
@@ -182,3 +183,11 @@ def _sweep_at_end() -> Iterator[None]:
     yield
     _stop_sidecars()
     kill_instance_processes(_ALL_IDS)
+
+
+def record_id(instance_id: str) -> None:
+    """Appends an id to $WARDEN_PYTEST_IDS_FILE as soon as it exists, so even a killed run can be swept."""
+    ids_file = os.environ.get("WARDEN_PYTEST_IDS_FILE")
+    if ids_file:
+        with open(ids_file, "a", encoding="utf-8") as handle:
+            handle.write(instance_id + "\n")
