@@ -143,7 +143,7 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
   say(`WebUI (bash webui.sh → python3 launch.py → ${workers} workers; no GPU, no model) through a crash, a runaway and a shutdown.`);
   say();
   say(`  instance   ${style.cyan(id)}  (marker ${MARKER_VARIABLE}=${id}:<token>)`);
-  say(`  command    ./webui.sh --port ${port} --workers ${workers}`);
+  say(`  command    ./webui.sh -f --port ${port} --workers ${workers}`);
   const shown = relative(process.cwd(), fake);
   say(`  in         ${workDir}  (a copy of ${shown === '' || shown.startsWith('..') ? fake : shown})`);
   say(`  state dir  ${stateDir}`);
