@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, cast
 
 __all__ = ["WardenClient", "WardenError", "EventStream", "LogStream", "wait_for"]
 
@@ -234,13 +234,13 @@ class WardenClient:
     def tail(self, instance_id: str, lines: int = 100) -> List[Dict[str, Any]]:
         """The instance's last ``lines`` output lines (stdout and stderr, across relaunches), oldest first:
         ``[{"at": ISO time, "stream": "stdout" | "stderr", "text": str}]``."""
-        if not isinstance(lines, int) or isinstance(lines, bool) or lines < 1 or lines > MAX_TAIL_LINES:
+        if not isinstance(lines, int) or isinstance(lines, bool) or lines < 1 or lines > MAX_TAIL_LINES:  # pyright: ignore[reportUnnecessaryIsInstance] (untyped callers)
             raise WardenError("BAD_REQUEST", f"lines must be an integer from 1 to {MAX_TAIL_LINES} (got {lines!r}).")
         reply = self._request("GET", f"/api/instances/{_quote(instance_id)}/logs?tail={lines}")
-        found = reply.get("lines")
+        found: Any = reply.get("lines")
         if not isinstance(found, list):
             raise WardenError("BAD_RESPONSE", f"GET /api/instances/{instance_id}/logs answered without a lines list.")
-        return found
+        return [cast(Dict[str, Any], line) for line in cast(List[Any], found) if isinstance(line, dict)]
 
     def follow_logs(self, instance_id: str, idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> "LogStream":
         """The instance's output as it is written (``GET /api/instances/:id/logs?follow=1``): an iterator of line
@@ -353,7 +353,7 @@ class EventStream:
         """True once :meth:`close` was called or the server said it shut down."""
         return self._closed.is_set()
 
-    def _run(self) -> Iterator[Dict[str, Any]]:
+    def _run(self) -> Generator[Dict[str, Any], None, None]:
         failures = 0
         try:
             while not self._closed.is_set():
@@ -389,7 +389,7 @@ class EventStream:
     def _follow_restarted_server(self) -> None:
         # A new `warden run` on the same state directory numbers its events from 1 again: follow its url, drop the id.
         client = self._client
-        if not client._url_from_state_dir:
+        if not client._url_from_state_dir:  # pyright: ignore[reportPrivateUsage] (the stream is the client's own helper)
             return
         try:
             url, pid = _read_server_file(client.state_dir)
@@ -483,8 +483,9 @@ class LogStream:
     def __next__(self) -> Dict[str, Any]:
         while True:
             event = next(self._events)
-            if event["type"] == "line" and isinstance(event["data"], dict):
-                return event["data"]
+            data: Any = event["data"]
+            if event["type"] == "line" and isinstance(data, dict):
+                return cast(Dict[str, Any], data)
 
     def __enter__(self) -> "LogStream":
         return self
@@ -520,11 +521,11 @@ def _launch_fields(args: Optional[Sequence[str]], launch_profile: Optional[str])
     if args is not None and launch_profile is not None:
         raise WardenError("BAD_REQUEST", "Pass args or launch_profile, not both.")
     if args is not None:
-        if isinstance(args, (str, bytes)) or not all(isinstance(arg, str) for arg in args):
+        if isinstance(args, (str, bytes)) or not all(isinstance(arg, str) for arg in args):  # pyright: ignore[reportUnnecessaryIsInstance] (untyped callers)
             raise WardenError("BAD_REQUEST", f"args must be a list of strings, such as [\"--medvram\"] (got {args!r}).")
         return {"args": list(args)}
     if launch_profile is not None:
-        if not isinstance(launch_profile, str) or not launch_profile:
+        if not isinstance(launch_profile, str) or not launch_profile:  # pyright: ignore[reportUnnecessaryIsInstance] (untyped callers)
             raise WardenError("BAD_REQUEST", f"launch_profile must be a non-empty string (got {launch_profile!r}).")
         return {"launchProfile": launch_profile}
     return {}
@@ -548,10 +549,11 @@ def _read_server_file(state_dir: str) -> Tuple[str, Optional[int]]:
         raise WardenError("NOT_RUNNING", f"No `warden run` is serving {os.path.abspath(state_dir)}: it has no server.json.") from None
     except (OSError, ValueError) as error:
         raise WardenError("NOT_RUNNING", f"Cannot read {path} ({error}).") from None
-    url = content.get("url") if isinstance(content, dict) else None
+    fields = _as_object(content)
+    url = fields.get("url")
     if not isinstance(url, str):
         raise WardenError("NOT_RUNNING", f"{path} names no url.")
-    pid = content.get("pid")
+    pid = fields.get("pid")
     return url, pid if isinstance(pid, int) else None
 
 
@@ -569,12 +571,12 @@ def _read_token(state_dir: str) -> str:
 
 def _decode(raw: bytes, status: Optional[int]) -> Dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8")) if raw else {}
+        value: Any = json.loads(raw.decode("utf-8")) if raw else {}
     except ValueError:
         raise WardenError("BAD_RESPONSE", f"The server answered {status} with something that is not JSON: {raw[:200]!r}", status) from None
     if not isinstance(value, dict):
         raise WardenError("BAD_RESPONSE", f"The server answered {status} with JSON that is not an object.", status)
-    return value
+    return cast(Dict[str, Any], value)
 
 
 def _error_from_response(response: Any) -> WardenError:
@@ -585,15 +587,21 @@ def _error_from_response(response: Any) -> WardenError:
     except (OSError, http.client.HTTPException):
         raw = b""
     try:
-        body = json.loads(raw.decode("utf-8")) if raw else {}
+        body: Any = json.loads(raw.decode("utf-8")) if raw else {}
     except ValueError:
         body = {}
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("code"), str):
+    error = _as_object(_as_object(body).get("error"))
+    code = error.get("code")
+    if isinstance(code, str):
         details = {key: value for key, value in error.items() if key not in ("code", "message")}
-        return WardenError(error["code"], str(error.get("message", "")), status, details)
+        return WardenError(code, str(error.get("message", "")), status, details)
     reason = getattr(response, "reason", "") or ""
     return WardenError("BAD_RESPONSE", f"HTTP {status} {reason} without a Warden error body: {raw[:200]!r}", status)
+
+
+def _as_object(value: Any) -> Dict[str, Any]:
+    """A JSON value as an object: itself if it is one, else empty (the caller then finds no field)."""
+    return cast(Dict[str, Any], value) if isinstance(value, dict) else {}
 
 
 def _parse_event(kind: str, data: str, event_id: Optional[int]) -> Dict[str, Any]:

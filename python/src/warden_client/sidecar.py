@@ -20,7 +20,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from typing import IO, Any, List, Mapping, Optional, Sequence, Union
+from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Union, cast
 
 from .client import WardenClient, WardenError
 
@@ -87,12 +87,12 @@ def state_dir_of(config_path: str) -> str:
     """The absolute state directory a config file names (``stateDir``, default ``.warden``, relative to the file)."""
     try:
         with open(config_path, encoding="utf-8") as handle:
-            content = json.load(handle)
+            content: Any = json.load(handle)
     except OSError as error:
         raise WardenError("BAD_CONFIG", f"Cannot read the config {config_path} ({error.strerror or error}).") from None
     except ValueError as error:
         raise WardenError("BAD_CONFIG", f"The config {config_path} is not JSON ({error}).") from None
-    state_dir = content.get("stateDir", ".warden") if isinstance(content, dict) else None
+    state_dir: Any = cast(Dict[str, Any], content).get("stateDir", ".warden") if isinstance(content, dict) else None
     if not isinstance(state_dir, str) or not state_dir:
         raise WardenError("BAD_CONFIG", f"stateDir in {config_path} must be a non-empty string (got {state_dir!r}).")
     return os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(config_path)), state_dir))
@@ -308,7 +308,7 @@ def _server_pid(state_dir: str) -> Optional[int]:
             content: Any = json.load(handle)
     except (OSError, ValueError):
         return None
-    pid = content.get("pid") if isinstance(content, dict) else None
+    pid: Any = cast(Dict[str, Any], content).get("pid") if isinstance(content, dict) else None
     return pid if isinstance(pid, int) else None
 
 
