@@ -70,7 +70,9 @@ export function watchOwner(options: OwnerLeaseOptions, onLost: (reason: string) 
   let timer: NodeJS.Timeout | undefined;
   if (owner !== undefined) {
     timer = setInterval(() => {
-      if (!identityHoldsNow(owner)) lost(`owner pid ${owner.pid} exited`);
+      if (identityHoldsNow(owner)) return;
+      const now = currentIdentity(owner.pid);
+      lost(now !== undefined && identityHoldsNow(now) ? `owner pid ${owner.pid} exited (the pid now names another process)` : `owner pid ${owner.pid} exited`);
     }, options.intervalMs ?? OWNER_POLL_MS);
     timer.unref();
   }
