@@ -7,6 +7,7 @@ restart it (the old tree confirmed dead before the new one starts), stop it, and
 termination report. Live transitions are printed from the event stream as they happen.
 
     python3 examples/stablenew/controller.py --state-dir .warden --instance webui
+    python3 examples/stablenew/controller.py --sidecar warden.config.json --instance webui   # starts warden run itself
 
 Exit status: 0 when every stop was confirmed with no survivors; 1 when a process survived a stop;
 3 when Warden refused or failed a command (the error's code is printed); 2 for a usage error.
@@ -22,7 +23,7 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from warden_client import EventStream, WardenClient, WardenError, wait_for  # noqa: E402
+from warden_client import EventStream, Sidecar, WardenClient, WardenError, wait_for  # noqa: E402
 
 EXIT_OK = 0
 EXIT_SURVIVORS = 1
@@ -145,18 +146,35 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--token", help="the API token (default: from <state-dir>/token)")
     parser.add_argument("--wait-timeout", type=float, default=600.0, help="seconds a waited start or restart may take; default 600")
     parser.add_argument("--no-events", action="store_true", help="do not follow the event stream")
+    parser.add_argument("--sidecar", metavar="CONFIG", help="start `warden run --config CONFIG` owned by this process (it dies with us) and stop it at the end, instead of connecting to a running one")
+    parser.add_argument("--warden", help="the warden command for --sidecar (default: $WARDEN_BIN, ./node_modules/.bin/warden, npx, warden on PATH)")
     args = parser.parse_args(argv)
 
+    sidecar: Optional[Sidecar] = None
     try:
-        client = WardenClient(url=args.url, token=args.token, state_dir=args.state_dir, wait_timeout=args.wait_timeout)
+        if args.sidecar:
+            sidecar = Sidecar(args.sidecar, warden=args.warden, project_dir=os.getcwd(), wait_timeout=args.wait_timeout)
+            say(f"sidecar: starting {' '.join(sidecar.command)}")
+            client = sidecar.start().client
+        else:
+            client = WardenClient(url=args.url, token=args.token, state_dir=args.state_dir, wait_timeout=args.wait_timeout)
         say(f"connected to {client.url}" + (f" (warden pid {client.server_pid})" if client.server_pid else ""))
-        return run(client, args.instance, follow=not args.no_events)
+        status = run(client, args.instance, follow=not args.no_events)
+        if sidecar is not None:
+            code = sidecar.stop()
+            say(f"sidecar: warden run exited {code}")
+            if code != 0 and status == EXIT_OK:
+                status = EXIT_SURVIVORS
+        return status
     except WardenError as error:
         say(f"error {error.code}" + (f" (HTTP {error.status})" if error.status else "") + f": {error.message}")
         return EXIT_ERROR
     except KeyboardInterrupt:
-        say("interrupted; the WebUI stays under Warden's supervision")
+        say("interrupted; the WebUI stays under Warden's supervision" if sidecar is None else "interrupted; the sidecar stops every tree")
         return 130
+    finally:
+        if sidecar is not None and sidecar.running():
+            sidecar.stop()
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import fake_instance, pids_of_instance, warden_command, write_config
+from conftest import REPO, fake_instance, pids_of_instance, warden_command, write_config
 
 from warden_client import Sidecar, WardenError, find_warden, state_dir_of
 
@@ -90,3 +92,15 @@ def test_a_sidecar_whose_warden_refuses_the_config_raises_with_wardens_own_messa
     assert exited.value.code == "SIDECAR_EXITED"
     assert exited.value.details["exitCode"] == 64
     assert "instances" in exited.value.message and "at least one instance" in exited.value.message
+
+
+def test_the_stablenew_controller_example_runs_its_session_through_a_sidecar(tmp_path: Path) -> None:
+    instance = fake_instance(tmp_path)
+    config = write_config(tmp_path, [instance])
+    controller = REPO / "examples" / "stablenew" / "controller.py"
+    environment = {**os.environ, "WARDEN_BIN": warden_command(), "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run([sys.executable, str(controller), "--sidecar", str(config), "--instance", instance["id"]], capture_output=True, text=True, timeout=120, env=environment, cwd=str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok: every tree was confirmed dead" in result.stdout
+    assert "sidecar: warden run exited 0" in result.stdout
+    assert pids_of_instance(instance["id"]) == []
