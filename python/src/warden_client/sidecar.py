@@ -173,7 +173,7 @@ class Sidecar:
         try:
             self._client = self._wait_until_serving(stale, log_start)
         except BaseException:
-            self._end_process(10.0)
+            self._abort()
             raise
         return self
 
@@ -293,6 +293,18 @@ class Sidecar:
         finally:
             if process.stdin is not None:
                 process.stdin.close()
+
+    def _abort(self) -> None:
+        """A start that failed or was interrupted: SIGTERM (its confirmed shutdown) at once, SIGKILL after 10 s."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._close_log()
 
     def _close_log(self) -> None:
         if self.process is not None and self.process.stdin is not None and not self.process.stdin.closed:
