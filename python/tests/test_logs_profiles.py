@@ -55,13 +55,17 @@ def test_tail_returns_the_last_lines_with_time_and_stream(warden: Dict[str, Any]
 def test_follow_logs_streams_the_lines_of_a_relaunch_as_they_are_written(warden: Dict[str, Any]) -> None:
     client: WardenClient = warden["client"]
     seen: List[Dict[str, Any]] = []
+    errors: List[BaseException] = []
     stream = client.follow_logs(warden["id"])
 
     def read() -> None:
-        for line in stream:
-            seen.append(line)
-            if RUNNING_LINE in line["text"]:
-                return
+        try:
+            for line in stream:
+                seen.append(line)
+                if RUNNING_LINE in line["text"]:
+                    return
+        except BaseException as error:  # reported by the test thread below
+            errors.append(error)
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -69,6 +73,7 @@ def test_follow_logs_streams_the_lines_of_a_relaunch_as_they_are_written(warden:
     client.restart(warden["id"])
     reader.join(timeout=30)
     stream.close()
+    assert errors == []
     assert any(RUNNING_LINE in line["text"] for line in seen)
     assert all(set(line) >= {"at", "stream", "text"} for line in seen)
 
