@@ -225,6 +225,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
   let hurry = false;
   let shutdownPromise: Promise<ShutdownReport> | undefined;
   const reapingStale = new Set<string>();
+  let portPicks: Promise<unknown> = Promise.resolve();
 
   // Windows: rewrites the launch's tree record in the registry when its tracker adopted a process since the last
   // write (a force-closed supervisor's next start reaps from it); nothing is written while nothing changed.
@@ -257,9 +258,13 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       const { config: instance, session } = runtime;
       let plan;
       try {
-        plan = await session.prepare(portsInUse(runtime));
+        // One pick at a time: two instances sharing a range must not both bind-test the same free port.
+        const picked = portPicks.then(() => session.prepare(portsInUse(runtime)));
+        portPicks = picked.catch(() => undefined);
+        plan = await picked;
         await preflight({ id: instance.id, cwd: instance.cwd, command: instance.command, port: typeof instance.port === 'number' ? instance.port : undefined });
       } catch (error) {
+        session.claimedPort = null;
         if (error instanceof WardenError) runtime.refusal = error;
         throw error;
       }
@@ -409,6 +414,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     if (report.survivors.length === 0) {
       handle.dispose();
       runtime.session.output.endFile();
+      runtime.session.claimedPort = null;
       runtime.handle = undefined;
       await registry?.remove(handle.marker);
       await sentinel?.untrack(handle.marker);
@@ -660,8 +666,8 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
   const portsInUse = (self: InstanceRuntime): Set<number> => {
     const ports = new Set<number>();
     for (const other of runtimes.values()) {
-      const port = other.session.plan?.port;
-      if (other !== self && other.handle !== undefined && port != null) ports.add(port);
+      const port = other.session.claimedPort;
+      if (other !== self && port !== null) ports.add(port);
     }
     return ports;
   };

@@ -47,6 +47,8 @@ export class WebuiSession {
   /** Every pid the current start's tree had as root, shell or Python (for the kernel's OOM lines). */
   readonly seenPids = new Set<number>();
   lastHints: CrashHint[] = [];
+  /** The port this instance holds from its pick until its tree is confirmed dead (no other instance gets it). */
+  claimedPort: number | null = null;
 
   constructor(
     readonly config: InstanceConfig,
@@ -73,6 +75,7 @@ export class WebuiSession {
     const port = range === null ? fixed : await pickPort(this.config.id, range, takenPorts);
     const plan = planLaunch(this.config.id, this.config, port, this.overrides, this.restarting);
     this.plan = plan;
+    this.claimedPort = port;
     this.ready = false;
     this.lineSeen = false;
     this.seenPids.clear();
