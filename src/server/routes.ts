@@ -142,7 +142,10 @@ export function publicConfig(supervisor: Supervisor): Record<string, unknown> {
   return {
     instances: config.instances.map((instance) => ({
       id: instance.id,
+      profile: instance.profile,
       port: instance.port,
+      // Names only: a launch profile's args and env stay private like the configured ones.
+      launchProfiles: Object.keys(instance.launchProfiles),
       startupTimeoutMs: instance.startupTimeoutMs,
       stopGraceMs: instance.stopGraceMs,
       restart: instance.restart,
