@@ -128,6 +128,8 @@ const MAX_TIMER_MS = 2_147_483_647;
 const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Where A1111 listens for a polite stop, on the health URL's origin. */
 const SERVER_STOP_PATH = '/sdapi/v1/server-stop';
+/** What `instances[].port` may be. */
+const PORT_SPEC_ERROR = 'must be a port 1-65535, "auto:LO-HI" (e.g. "auto:7860-7870") or null';
 /** Probe timing of a health URL that a profile supplies (the health schema's defaults). */
 const PROFILE_HEALTH_TIMING = { intervalMs: 2000, timeoutMs: 1000, failureThreshold: 3 };
 /** How long the polite stop request may take by default. */
@@ -236,9 +238,7 @@ const instanceSchema = z
       .default('generic')
       .describe('Which WebUI: a1111, forge, comfyui (default health/readiness URLs, --port, polite stop, restart protocol) or generic (only what this config says).'),
     port: z
-      .union([z.int().min(1).max(65535), z.string().regex(AUTO_PORT), z.null()], {
-        error: 'must be a port 1-65535, "auto:LO-HI" (e.g. "auto:7860-7870") or null',
-      })
+      .union([z.int().min(1).max(65535), z.string().regex(AUTO_PORT, { error: PORT_SPEC_ERROR }), z.null()], { error: PORT_SPEC_ERROR })
       .optional()
       .describe('Port the WebUI listens on (start is refused when it already answers), or "auto:LO-HI" to pick the first free one at each start. Default: the port of health.url, else the profile\'s (a1111/forge 7860, comfyui 8188).'),
     launchProfiles: z
@@ -498,6 +498,8 @@ const errorMap: z.core.$ZodErrorMap = (issue) => {
       return 'unknown key';
     case 'invalid_union':
       return 'has the wrong type';
+    case 'invalid_key':
+      return 'is not a valid name (1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit)';
     default:
       return undefined;
   }
@@ -864,7 +866,7 @@ function resolveInstance(instance: ParsedInstance, baseDir: string): InstanceCon
     env: { ...instance.env },
     health,
     gracefulStop,
-    port: portRange !== null ? (`auto:${portRange.from}-${portRange.to}` as AutoPort) : (fixedPort ?? (health ? (portOfUrl(health.url) ?? null) : null)),
+    port: portRange !== null ? (`auto:${portRange.from}-${portRange.to}` as AutoPort) : (fixedPort ?? (health ? (portOfUrl(health.url) ?? null) : profile.defaultPort)),
     launchProfiles,
     logs: { maxBytes: instance.logs.maxBytes, keepFiles: instance.logs.keepFiles },
     startupTimeoutMs: instance.startupTimeoutMs,
