@@ -462,6 +462,12 @@ class App:
 
     def run(self, argv: list[str]) -> int:
         args = self.args
+        # Like A1111's launch_utils.prepare_environment: a leftover tmp/restart means this is a relaunch.
+        try:
+            restart_file().unlink()
+            os.environ.setdefault("SD_WEBUI_RESTARTING", "1")
+        except OSError:
+            pass
         say(f"Python {sys.version.split()[0]} (fake-webui launch.py pid {os.getpid()}, ppid {os.getppid()})")
         say(f"Launching Web UI with arguments: {' '.join(shlex.quote(a) for a in argv)}")
         self.install_signals()
