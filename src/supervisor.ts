@@ -41,7 +41,7 @@ import type { RoleCounts, Sample, StaleGroup } from './sampler.js';
 import type { CrashHint } from './crash-hints.js';
 import type { OutputLine } from './logs/output-log.js';
 import { probeReadiness } from './profiles.js';
-import type { StartOverrides } from './profiles.js';
+import type { LaunchPlan, StartOverrides } from './profiles.js';
 import { WebuiSession, withHints } from './webui-session.js';
 import type { SessionStatus } from './webui-session.js';
 
@@ -256,7 +256,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     const work = (async (): Promise<LaunchOutput> => {
       runtime.refusal = undefined;
       const { config: instance, session } = runtime;
-      let plan;
+      let plan: LaunchPlan;
       try {
         // One pick at a time: two instances sharing a range must not both bind-test the same free port.
         const picked = portPicks.then(() => session.prepare(portsInUse(runtime)));
@@ -393,7 +393,11 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     const runtime = runtimeOf(input.id);
     await runtime.launching;
     const handle = runtime.handle;
-    if (handle === undefined) return { survivors: [], killed: [], escalated: false, durationMs: 0 };
+    if (handle === undefined) {
+      // Nothing was launched (the launch failed): the picked port is free again.
+      runtime.session.claimedPort = null;
+      return { survivors: [], killed: [], escalated: false, durationMs: 0 };
+    }
     const graceful = runtime.config.gracefulStop;
     const polite = graceful !== null && input.attempt === 0 && !hurry && (input.reason === 'stop' || input.reason === 'restart' || input.reason === 'shutdown');
     // How the root ended by itself, read before any signal of ours (a SIGKILL then was not Warden's).
