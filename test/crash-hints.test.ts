@@ -1,6 +1,7 @@
 // The crash-hint matcher on the messages the real tools print (copied from real A1111, PyTorch and uvicorn logs).
 import { describe, expect, test } from 'vitest';
 import { crashHints } from '../src/crash-hints.js';
+import { kernelOomLines, oomKilledPid } from '../src/logs/kernel-oom.js';
 
 const CUDA_OOM =
   'torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 7.79 GiB total capacity; 6.81 GiB already allocated; 13.31 MiB free; 7.05 GiB reserved in total by PyTorch)';
@@ -48,5 +49,22 @@ describe('crash hints', () => {
   test('a long traceback quotes at most five matching lines, the newest', () => {
     const lines = Array.from({ length: 12 }, (_, index) => `${CUDA_OOM} #${index}`);
     expect(crashHints(lines)[0]?.lines).toEqual(lines.slice(-5));
+  });
+});
+
+describe('kernel OOM lines', () => {
+  test('the three ways the kernel says it killed a pid are read, anything else is not', () => {
+    expect(oomKilledPid('Out of memory: Killed process 4242 (python3) total-vm:20971520kB, anon-rss:16777216kB, file-rss:0kB')).toBe(4242);
+    expect(oomKilledPid('Memory cgroup out of memory: Killed process 77 (python3) total-vm:1kB')).toBe(77);
+    expect(oomKilledPid('oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task=python3,pid=4242,uid=0')).toBe(4242);
+    expect(oomKilledPid('python3 invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0')).toBeUndefined();
+  });
+
+  test('the kernel log is read without blocking; an unreadable one is null, not empty', () => {
+    const lines = kernelOomLines([process.pid]);
+    // Readable here as root; either way the answer is honest: [] (read, nothing of ours) or null (cannot tell).
+    expect(lines === null || Array.isArray(lines)).toBe(true);
+    if (lines !== null) expect(lines).toEqual([]);
+    expect(kernelOomLines([1], '/nonexistent/kmsg')).toBeNull();
   });
 });

@@ -8,6 +8,12 @@ const MAX_RECORDS = 20_000;
 // "oom-kill:constraint=CONSTRAINT_NONE,...,task=python3,pid=1234,uid=0".
 const KILLED = /Killed process (\d+)|oom-kill:.*\bpid=(\d+)/;
 
+// The pid a kernel message says the OOM killer killed, or undefined.
+export function oomKilledPid(message: string): number | undefined {
+  const match = KILLED.exec(message);
+  return match === null ? undefined : Number(match[1] ?? match[2]);
+}
+
 // Kernel log lines saying the OOM killer killed one of `pids`; null when the kernel log cannot be read.
 export function kernelOomLines(pids: Iterable<number>, path = '/dev/kmsg'): string[] | null {
   const wanted = new Set(pids);
@@ -36,9 +42,8 @@ export function kernelOomLines(pids: Iterable<number>, path = '/dev/kmsg'): stri
       // A record is "prio,seq,usec,flags;message\n" (then continuation lines).
       const record = buffer.toString('utf8', 0, size);
       const message = record.slice(record.indexOf(';') + 1).split('\n')[0] ?? '';
-      const match = KILLED.exec(message);
-      const pid = Number(match?.[1] ?? match?.[2]);
-      if (match !== null && wanted.has(pid)) found.push(message);
+      const pid = oomKilledPid(message);
+      if (pid !== undefined && wanted.has(pid)) found.push(message);
     }
   } finally {
     closeSync(fd);

@@ -1,9 +1,11 @@
 // Output capture on real trees: per-start log files (rotated, pruned), the tail, and crash hints from real messages.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import type { WardenEvent } from '../../src/index.js';
 import { kernelOomLines } from '../../src/logs/kernel-oom.js';
+import { OutputLog } from '../../src/logs/output-log.js';
+import { tempDir } from '../support/processes.js';
 import { cleanupRuntime, fakeInstance, makeSupervisor, pidsOfInstance } from '../support/runtime.js';
 
 afterEach(cleanupRuntime);
@@ -59,6 +61,31 @@ describe('output capture', () => {
     const text = readFileSync(`${current}.1`, 'utf8') + readFileSync(current, 'utf8');
     for (let worker = 0; worker < 14; worker += 1) expect(text).toContain(`stdout worker ${worker} started pid`);
   }, 60_000);
+});
+
+describe('the output log itself', () => {
+  test('a log folder that cannot be created keeps the output in memory and says why', () => {
+    const blocker = join(tempDir('warden-logs-'), 'not-a-dir');
+    writeFileSync(blocker, 'a file where the folder should be');
+    const errors: Error[] = [];
+    const log = new OutputLog({ dir: join(blocker, 'webui'), maxBytes: 1024, keepFiles: 2, onError: (error) => errors.push(error) });
+    expect(log.begin()).toBeNull();
+    log.write('stderr', 'ModuleNotFoundError: No module named \'xformers\'');
+    expect(errors.map((error) => (error as NodeJS.ErrnoException).code)).toEqual(['ENOTDIR']);
+    expect(log.tail(5)).toEqual([{ at: expect.any(String), stream: 'stderr', text: "ModuleNotFoundError: No module named 'xformers'" }]);
+    expect(log.currentStart(5)).toHaveLength(1);
+    log.close();
+  });
+
+  test('a line longer than 16 KiB (a progress bar without newlines) is cut and marked', () => {
+    const log = new OutputLog({ dir: tempDir('warden-logs-'), maxBytes: 1024 * 1024, keepFiles: 2 });
+    log.begin();
+    log.write('stdout', 'x'.repeat(100_000));
+    const [line] = log.tail(1);
+    expect(line?.text).toHaveLength(16_384);
+    expect(line?.text.endsWith('…')).toBe(true);
+    log.close();
+  });
 });
 
 describe('crash hints', () => {
