@@ -123,8 +123,16 @@ export function checkOverrides(instanceId: string, input: Pick<PlanInput, 'launc
   }
 }
 
-// Builds one start's plan. `port` is the port picked for this start (fixed or discovered), null when unknown.
-export function planLaunch(instanceId: string, input: PlanInput, port: number | null, overrides: StartOverrides | undefined, restarting: boolean): LaunchPlan {
+// Builds one start's plan. `port` is the port of this start (fixed or discovered), null when unknown; only a
+// `discovered` one (from an auto range) replaces the port of the configured URLs, which name it otherwise.
+export function planLaunch(
+  instanceId: string,
+  input: PlanInput,
+  port: number | null,
+  overrides: StartOverrides | undefined,
+  restarting: boolean,
+  discovered = false,
+): LaunchPlan {
   checkOverrides(instanceId, input, overrides);
   const definition = PROFILE_DEFINITIONS[input.profile];
   const chosen = overrides?.launchProfile === undefined ? undefined : input.launchProfiles[overrides.launchProfile];
@@ -135,8 +143,9 @@ export function planLaunch(instanceId: string, input: PlanInput, port: number | 
     if (definition.portFlag !== null && !hasFlag(args, definition.portFlag)) args.push(definition.portFlag, String(port));
   }
   if (restarting) Object.assign(env, definition.restartEnv);
-  const healthUrl = input.health === null ? null : withPort(input.health.url, port);
-  const origin = healthUrl !== null ? new URL(healthUrl).origin : port !== null ? `http://127.0.0.1:${port}` : null;
+  const urlPort = discovered ? port : null;
+  const healthUrl = input.health === null ? null : withPort(input.health.url, urlPort);
+  const origin = port !== null ? `http://${healthUrl === null ? '127.0.0.1' : new URL(healthUrl).hostname}:${port}` : healthUrl !== null ? new URL(healthUrl).origin : null;
   const apiAsked = definition.apiFlags.some((flag) => hasFlag(args, flag));
   return {
     args,
@@ -147,7 +156,7 @@ export function planLaunch(instanceId: string, input: PlanInput, port: number | 
     readyUrls: origin === null ? [] : definition.readyPaths.map((path) => origin + path),
     readyLine: apiAsked ? null : definition.readyLine,
     relaunchLine: definition.relaunchLine,
-    stopUrl: input.gracefulStop === null ? null : withPort(input.gracefulStop.url, port),
+    stopUrl: input.gracefulStop === null ? null : withPort(input.gracefulStop.url, urlPort),
     launchProfile: overrides?.launchProfile ?? null,
   };
 }

@@ -73,7 +73,7 @@ export class WebuiSession {
     const range = portRangeOf(this.config);
     const fixed = typeof this.config.port === 'number' ? this.config.port : null;
     const port = range === null ? fixed : await pickPort(this.config.id, range, takenPorts);
-    const plan = planLaunch(this.config.id, this.config, port, this.overrides, this.restarting);
+    const plan = planLaunch(this.config.id, this.config, port, this.overrides, this.restarting, range !== null);
     this.plan = plan;
     this.claimedPort = port;
     this.ready = false;

@@ -139,7 +139,7 @@ describe('the launch plan', () => {
   };
 
   test('a discovered port replaces the port of every URL and is passed as --port and WARDEN_PORT', () => {
-    const plan = planLaunch('webui', input, 7863, undefined, false);
+    const plan = planLaunch('webui', input, 7863, undefined, false, true);
     expect(plan).toMatchObject({
       args: ['--xformers', '--port', '7863'],
       env: { A: '1', WARDEN_PORT: '7863' },
@@ -149,6 +149,8 @@ describe('the launch plan', () => {
       readyUrls: ['http://127.0.0.1:7863/sdapi/v1/options', 'http://127.0.0.1:7863/sdapi/v1/sd-models'],
     });
     expect(planLaunch('webui', { ...input, args: ['--port=7000'] }, 7863, undefined, true).args).toEqual(['--port=7000']);
+    // A fixed port leaves configured URLs as written (a health URL may name another port on purpose).
+    expect(planLaunch('webui', input, 7863, undefined, false, false).healthUrl).toBe('http://127.0.0.1:7860/internal/ping');
     expect(planLaunch('webui', input, 7863, undefined, true).env.SD_WEBUI_RESTARTING).toBe('1');
     // Generic: the port reaches the app only as WARDEN_PORT.
     expect(planLaunch('webui', { ...input, profile: 'generic' }, 7863, undefined, true)).toMatchObject({ args: ['--xformers'], env: { A: '1', WARDEN_PORT: '7863' } });
@@ -156,11 +158,11 @@ describe('the launch plan', () => {
 
   test('without --api the "Running on local URL" line proves readiness; with --api only the API does', async () => {
     const closed = await freePort();
-    const withoutApi = planLaunch('webui', input, closed, undefined, false);
+    const withoutApi = planLaunch('webui', input, closed, undefined, false, true);
     expect(withoutApi.readyLine).not.toBeNull();
     expect((await probeReadiness(withoutApi, true, 200)).ok).toBe(true);
     expect((await probeReadiness(withoutApi, false, 200)).ok).toBe(false);
-    const withApi = planLaunch('webui', { ...input, args: ['--api'] }, closed, undefined, false);
+    const withApi = planLaunch('webui', { ...input, args: ['--api'] }, closed, undefined, false, true);
     expect(withApi.readyLine).toBeNull();
     const probe = await probeReadiness(withApi, true, 200);
     expect(probe.ok).toBe(false);
