@@ -121,7 +121,9 @@ export class WebuiSession {
   // The session's part of status().
   status(running: boolean): SessionStatus {
     const configured = typeof this.config.port === 'number' ? this.config.port : null;
-    const url = this.plan?.url ?? (this.config.health !== null && portRangeOf(this.config) === null ? new URL(this.config.health.url).origin : null);
+    const health = this.config.health !== null ? new URL(this.config.health.url) : null;
+    const before = configured !== null ? `http://${health?.hostname ?? '127.0.0.1'}:${configured}` : health !== null && portRangeOf(this.config) === null ? health.origin : null;
+    const url = this.plan?.url ?? before;
     return {
       profile: this.config.profile,
       port: this.plan?.port ?? configured,
