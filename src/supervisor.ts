@@ -413,6 +413,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     runtime.session.restarting = input.reason !== 'stop' && input.reason !== 'shutdown';
     const hints = input.reason === 'crash' && input.attempt === 0 ? runtime.session.hints(handle, exitedAlone) : [];
     const report = hints.length > 0 ? { ...terminated, hints } : terminated;
+    if (hints.length > 0) runtime.logger.warn({ causes: hints.map((hint) => hint.cause) }, `crash: ${hints.map((hint) => hint.message).join('; ')}`);
     publish({ type: 'termination', at: Date.now(), instance: input.id, reason: input.reason, report, ...(hints.length > 0 && { hints }) });
     runtime.logger.info({ reason: input.reason, killed: report.killed.length, survivors: report.survivors.length, ms: Math.round(report.durationMs) }, 'terminate finished');
     if (report.survivors.length === 0) {
