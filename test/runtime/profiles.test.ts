@@ -87,12 +87,12 @@ describe('profiles', () => {
   }, 60_000);
 
   test('A1111 restarting itself (server-restart → tmp/restart → webui.sh relaunches Python) stays the same running instance', async () => {
-    // The relaunched Python takes 2 s to serve again: far longer than 2 failed probes 300 ms apart, which would
-    // read as a hung WebUI if the relaunch were not recognised.
+    // The relaunched Python takes 4 s to serve again: longer than 2 failed probes 1 s apart, which would read as
+    // a hung WebUI (and a Warden restart) if the relaunch were not recognised.
     const port = await freePort();
-    const instance = await profiled('a1111', ['--api', '--workers', '1', '--startup-delay', '2'], {
+    const instance = await profiled('a1111', ['--api', '--workers', '1', '--startup-delay', '4'], {
       port,
-      health: { url: `http://127.0.0.1:${port}/internal/ping`, intervalMs: 300, timeoutMs: 300, failureThreshold: 2 },
+      health: { url: `http://127.0.0.1:${port}/internal/ping`, intervalMs: 1000, timeoutMs: 1000, failureThreshold: 2 },
     });
     const supervisor = makeSupervisor([instance]);
     const readiness = new Set<boolean>();
