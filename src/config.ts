@@ -6,6 +6,10 @@ import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { WardenError } from './process/errors.js';
 import { MARKER_VARIABLE } from './process/types.js';
+import { AUTO_PORT, parsePortRange } from './port-discovery.js';
+import type { PortRange } from './port-discovery.js';
+import { PROFILE_DEFINITIONS, WEBUI_PROFILES } from './profiles.js';
+import type { WebuiProfile } from './profiles.js';
 
 // ── Output types: what parseConfig returns (every default applied, every path absolute) ─────────────────────────
 
@@ -33,9 +37,31 @@ export interface RestartConfig {
   resetAfterMs: number;
 }
 
+/** A port range as the config spells it: each start picks the first free port from LO to HI. */
+export type AutoPort = `auto:${number}-${number}`;
+
+// The range of a `port: "auto:LO-HI"` instance; null for a fixed or unknown port.
+export function portRangeOf(instance: Pick<InstanceConfig, 'port'>): PortRange | null {
+  return typeof instance.port === 'string' ? (parsePortRange(instance.port) ?? null) : null;
+}
+
+/** Named argv (and env) a start may ask for: `start(id, { launchProfile })`. */
+export interface LaunchProfileConfig {
+  args: string[];
+  env: Record<string, string>;
+}
+
+/** Per-start output log files: rotated to `.1` past `maxBytes`, the newest `keepFiles` starts kept. */
+export interface LogsConfig {
+  maxBytes: number;
+  keepFiles: number;
+}
+
 /** One supervised WebUI, resolved: `cwd` is absolute, `port` is derived from `health.url` when not given. */
 export interface InstanceConfig {
   id: string;
+  /** Which WebUI this is: its default health/readiness URLs, port flag, polite stop and restart protocol. */
+  profile: WebuiProfile;
   command: string;
   args: string[];
   cwd: string;
@@ -44,8 +70,13 @@ export interface InstanceConfig {
   health: HealthConfig | null;
   /** `null`: disabled (set `false`), or not configurable (no `health.url` to derive it from). */
   gracefulStop: GracefulStopConfig | null;
-  /** `null`: unknown, so the start-time "port already answers" check is skipped. */
-  port: number | null;
+  /**
+   * `null`: unknown, so the start-time "port already answers" check is skipped. `"auto:LO-HI"`: each start picks the
+   * first free port of the range (portRangeOf() reads it).
+   */
+  port: number | AutoPort | null;
+  launchProfiles: Record<string, LaunchProfileConfig>;
+  logs: LogsConfig;
   startupTimeoutMs: number;
   stopGraceMs: number;
   restart: RestartConfig;
@@ -97,6 +128,10 @@ const MAX_TIMER_MS = 2_147_483_647;
 const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Where A1111 listens for a polite stop, on the health URL's origin. */
 const SERVER_STOP_PATH = '/sdapi/v1/server-stop';
+/** What `instances[].port` may be. */
+const PORT_SPEC_ERROR = 'must be a port 1-65535, "auto:LO-HI" (e.g. "auto:7860-7870") or null';
+/** Probe timing of a health URL that a profile supplies (the health schema's defaults). */
+const PROFILE_HEALTH_TIMING = { intervalMs: 2000, timeoutMs: 1000, failureThreshold: 3 };
 /** How long the polite stop request may take by default. */
 const SERVER_STOP_TIMEOUT_MS = 2000;
 
@@ -198,13 +233,31 @@ const instanceSchema = z
       })
       .optional()
       .describe(`Polite stop before signals. Default: on when health.url is set (its origin + ${SERVER_STOP_PATH}); false disables.`),
+    profile: z
+      .enum(WEBUI_PROFILES)
+      .default('generic')
+      .describe('Which WebUI: a1111, forge, comfyui (default health/readiness URLs, --port, polite stop, restart protocol) or generic (only what this config says).'),
     port: z
-      .int()
-      .min(1)
-      .max(65535)
-      .nullable()
+      .union([z.int().min(1).max(65535), z.string().regex(AUTO_PORT, { error: PORT_SPEC_ERROR }), z.null()], { error: PORT_SPEC_ERROR })
       .optional()
-      .describe('Port the WebUI listens on; start is refused when it already answers. Default: the port of health.url.'),
+      .describe('Port the WebUI listens on (start is refused when it already answers), or "auto:LO-HI" to pick the first free one at each start. Default: the port of health.url, else the profile\'s (a1111/forge 7860, comfyui 8188).'),
+    launchProfiles: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'must be 1 to 64 letters, digits, ".", "_" or "-"' }),
+        z.strictObject({
+          args: z.array(z.string()).describe('The arguments of this launch profile; they replace instances[].args.'),
+          env: envSchema.optional().describe('Variables added on top of instances[].env.'),
+        }),
+      )
+      .default(() => ({}))
+      .describe('Named argument sets a start may ask for: start(id, { launchProfile: "lowvram" }).'),
+    logs: z
+      .strictObject({
+        maxBytes: count(1024, 10 * 1024 * 1024, 'A log file is rotated to .1 when it would grow past this many bytes (≥ 1024).'),
+        keepFiles: count(1, 10, 'How many starts\' log files are kept; older ones are deleted.'),
+      })
+      .prefault({})
+      .describe('Per-start output log files in <stateDir>/logs/<id>/.'),
     startupTimeoutMs: duration(100, 180000, 'From launch to healthy, in ms; longer counts as a failed start.'),
     stopGraceMs: duration(0, 5000, 'Between SIGTERM and SIGKILL when stopping, in ms.'),
     restart: restartSchema.prefault({}).describe('Restart after a crash: exponential backoff and a restart budget.'),
@@ -215,8 +268,12 @@ const instanceSchema = z
   })
   .superRefine(
     (instance, ctx) => {
+      const range = typeof instance.port === 'string' ? parsePortRange(instance.port) : undefined;
+      if (range !== undefined && (range.from < 1 || range.to > 65535 || range.from > range.to)) {
+        ctx.addIssue({ code: 'custom', path: ['port'], message: 'must be "auto:LO-HI" with 1 ≤ LO ≤ HI ≤ 65535', input: instance.port });
+      }
       const stop: unknown = instance.gracefulStop;
-      if (isRecord(stop) && stop.url === undefined && instance.health == null) {
+      if (isRecord(stop) && stop.url === undefined && instance.health == null && (instance.health === null || instance.profile === 'generic')) {
         ctx.addIssue({
           code: 'custom',
           path: ['gracefulStop', 'url'],
@@ -372,6 +429,7 @@ function portClaim(instance: unknown, index: number): PortClaim | undefined {
   if (typeof port === 'number') {
     return Number.isInteger(port) && port >= 1 && port <= 65535 ? { index, port, from: 'port' } : undefined;
   }
+  if (typeof port === 'string') return undefined;
   if (port != null || !isRecord(health) || typeof health.url !== 'string') return undefined;
   const derived = portOfUrl(health.url);
   return derived === undefined ? undefined : { index, port: derived, from: 'health.url' };
@@ -440,6 +498,8 @@ const errorMap: z.core.$ZodErrorMap = (issue) => {
       return 'unknown key';
     case 'invalid_union':
       return 'has the wrong type';
+    case 'invalid_key':
+      return 'is not a valid name (1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit)';
     default:
       return undefined;
   }
@@ -779,21 +839,36 @@ function resolveConfig(parsed: ParsedConfig, baseDir: string): WardenConfig {
 }
 
 function resolveInstance(instance: ParsedInstance, baseDir: string): InstanceConfig {
-  const health = instance.health ? { ...instance.health } : null;
+  const profile = PROFILE_DEFINITIONS[instance.profile];
+  const portRange = typeof instance.port === 'string' ? (parsePortRange(instance.port) ?? null) : null;
+  const fixedPort = typeof instance.port === 'number' ? instance.port : null;
+  // A profile's health URL is built from the port (a range's first port; each start substitutes its own).
+  const profilePort = fixedPort ?? portRange?.from ?? (instance.health ? null : profile.defaultPort);
+  let health = instance.health ? { ...instance.health } : null;
+  if (instance.health === undefined && profile.healthPath !== null && profilePort !== null) {
+    health = { url: `http://127.0.0.1:${profilePort}${profile.healthPath}`, ...PROFILE_HEALTH_TIMING };
+  }
   const stop = instance.gracefulStop;
   const origin = health ? new URL(health.url).origin : undefined;
+  // Generic keeps the historical default (A1111's server-stop whenever there is a health URL); a profile says it.
+  const stopPath = instance.profile === 'generic' ? SERVER_STOP_PATH : profile.gracefulStopPath;
   let gracefulStop: GracefulStopConfig | null = null;
-  if (stop === undefined && origin) gracefulStop = { url: origin + SERVER_STOP_PATH, timeoutMs: SERVER_STOP_TIMEOUT_MS };
+  if (stop === undefined && origin && stopPath !== null) gracefulStop = { url: origin + stopPath, timeoutMs: SERVER_STOP_TIMEOUT_MS };
   else if (stop) gracefulStop = { url: stop.url ?? `${origin ?? ''}${SERVER_STOP_PATH}`, timeoutMs: stop.timeoutMs };
+  const launchProfiles: Record<string, LaunchProfileConfig> = {};
+  for (const [name, entry] of Object.entries(instance.launchProfiles)) launchProfiles[name] = { args: [...entry.args], env: { ...entry.env } };
   return {
     id: instance.id,
+    profile: instance.profile,
     command: instance.command,
     args: [...instance.args],
     cwd: resolve(baseDir, instance.cwd ?? '.'),
     env: { ...instance.env },
     health,
     gracefulStop,
-    port: instance.port ?? (health ? (portOfUrl(health.url) ?? null) : null),
+    port: portRange !== null ? (`auto:${portRange.from}-${portRange.to}` as AutoPort) : (fixedPort ?? (health ? (portOfUrl(health.url) ?? null) : profile.defaultPort)),
+    launchProfiles,
+    logs: { maxBytes: instance.logs.maxBytes, keepFiles: instance.logs.keepFiles },
     startupTimeoutMs: instance.startupTimeoutMs,
     stopGraceMs: instance.stopGraceMs,
     restart: { ...instance.restart },

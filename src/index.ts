@@ -1,8 +1,13 @@
 // webui-warden: supervise a local Stable Diffusion WebUI and prove its whole process tree dead on every stop.
 export { createSupervisor } from './supervisor.js';
-export type { Supervisor, SupervisorOptions, SupervisorStatus, InstanceStatus, ShutdownReport, WardenEvent } from './supervisor.js';
-export { parseConfig, loadConfigFile, configJsonSchema, ConfigError } from './config.js';
-export type { WardenConfig, InstanceConfig, ConfigIssue } from './config.js';
+export type { Supervisor, SupervisorOptions, SupervisorStatus, InstanceStatus, InstanceReport, InstanceLogs, ShutdownReport, WardenEvent } from './supervisor.js';
+export { WEBUI_PROFILES, LaunchOverrideError } from './profiles.js';
+export type { WebuiProfile, StartOverrides } from './profiles.js';
+export { PortRangeExhaustedError } from './port-discovery.js';
+export type { CrashHint, CrashCause } from './crash-hints.js';
+export type { OutputLine } from './logs/output-log.js';
+export { parseConfig, loadConfigFile, configJsonSchema, ConfigError, portRangeOf } from './config.js';
+export type { WardenConfig, InstanceConfig, ConfigIssue, AutoPort, LaunchProfileConfig, LogsConfig } from './config.js';
 export { PortInUseError, ForeignInstanceError, StartError, StopTimeoutError, UnknownInstanceError, ShutDownError, WardenError, LaunchError } from './errors.js';
 export { SupervisorLockedError } from './process/lock.js';
 export type { Sample, RoleCounts, StaleGroup } from './sampler.js';

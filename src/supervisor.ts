@@ -38,21 +38,37 @@ import type { WindowsGuard } from './process/windows.js';
 import type { Sentinel } from './process/sentinel.js';
 import { createSampler } from './sampler.js';
 import type { RoleCounts, Sample, StaleGroup } from './sampler.js';
+import type { CrashHint } from './crash-hints.js';
+import type { OutputLine } from './logs/output-log.js';
+import { probeReadiness } from './profiles.js';
+import type { LaunchPlan, StartOverrides } from './profiles.js';
+import { WebuiSession, withHints } from './webui-session.js';
+import type { SessionStatus } from './webui-session.js';
 
 /** Everything that happens, in order, for `events$` subscribers (dashboards, tests, the CLI). */
 export type WardenEvent =
   | { type: 'transition'; at: number; instance: string; from: InstanceStateName | null; to: InstanceStateName; detail: string }
   | { type: 'sample'; at: number; sample: Sample }
   | { type: 'launch'; at: number; instance: string; pid: number; marker: string }
-  | { type: 'termination'; at: number; instance: string; reason: string; report: TerminationReport }
+  | { type: 'termination'; at: number; instance: string; reason: string; report: TerminationReport; hints?: CrashHint[] }
   | { type: 'stale-reaped'; at: number; instance: string; marker: string; pids: number[]; report: TerminationReport }
   | { type: 'reap'; at: number; report: ReapReport }
   | { type: 'alert'; at: number; source: 'watchdog' | 'instance' | 'supervisor'; level: WatchdogLevel | 'error'; message: string; instance?: string }
   | { type: 'emergency'; at: number; level: string; reason: string }
   | { type: 'bundle'; at: number; path: string };
 
+/** A termination report as status() keeps it; a crash's carries the causes recognised in its output. */
+export type InstanceReport = MachineReport & { hints?: CrashHint[] };
+
+/** What `logs()` answers: the newest lines (across starts, oldest first) and the current start's log file. */
+export interface InstanceLogs {
+  id: string;
+  lines: OutputLine[];
+  file: string | null;
+}
+
 /** One instance as `status()` shows it. */
-export interface InstanceStatus {
+export interface InstanceStatus extends SessionStatus {
   id: string;
   state: InstanceStateName;
   /** The full state path, e.g. `spawning.awaitingHealth`. */
@@ -64,7 +80,7 @@ export interface InstanceStatus {
   desired: 'running' | 'stopped';
   lastExit: InstanceContext['lastExit'];
   lastError: string | null;
-  lastReport: MachineReport | null;
+  lastReport: InstanceReport | null;
   stopReason: string | null;
   counts: RoleCounts;
 }
@@ -111,12 +127,20 @@ export interface Supervisor {
   readonly events$: Observable<WardenEvent>;
   /** Takes the lock, reaps what earlier runs left, starts the sentinel and the sampler. `start()` calls it. */
   ready(): Promise<void>;
-  /** Resolves when the instance is running (healthy); rejects with the reason if it ends crashed or failed. */
-  start(id: string): Promise<InstanceStatus>;
+  /**
+   * Resolves when the instance is running (healthy and, per profile, ready); rejects with the reason if it ends
+   * crashed or failed. `args` replace the configured args for this start (and its crash relaunches); a
+   * `launchProfile` brings its args and env. On a running instance, overrides are refused: use restart.
+   */
+  start(id: string, overrides?: StartOverrides): Promise<InstanceStatus>;
   /** Resolves with the termination report once the shell parent and the Python tree are confirmed dead. */
   stop(id: string, options?: { timeoutMs?: number }): Promise<MachineReport>;
-  /** Stop (confirmed), then start. */
-  restart(id: string): Promise<InstanceStatus>;
+  /** Stop (confirmed), then start, with the same overrides as start(). */
+  restart(id: string, overrides?: StartOverrides): Promise<InstanceStatus>;
+  /** The newest `tail` output lines (default 100, at most 10000) and the current log file. */
+  logs(id: string, options?: { tail?: number }): InstanceLogs;
+  /** Every output line of the instance as it arrives; completes at shutdown. */
+  output$(id: string): Observable<OutputLine>;
   /** Leaves `failed` (or lifts the emergency hold when `id` is absent). */
   reset(id?: string): void;
   status(): SupervisorStatus;
@@ -139,9 +163,13 @@ interface InstanceRuntime {
   counts: RoleCounts;
   /** Windows: the tracker's `adoptions` when its record last went to the registry (-1: write it again). */
   windowsPersisted: number;
+  /** Plan, output log, readiness and crash hints of the current start. */
+  session: WebuiSession;
 }
 
 const EVENT_HISTORY = 200;
+/** The most lines `logs()` answers (the in-memory tail's size). */
+const MAX_TAIL = 10_000;
 const emptyCounts = (): RoleCounts => ({ python: 0, shell: 0, other: 0, total: 0 });
 const topState = (value: unknown): InstanceStateName =>
   (typeof value === 'string' ? value : Object.keys(value as object)[0]) as InstanceStateName;
@@ -177,6 +205,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       notifyRoles: undefined,
       counts: emptyCounts(),
       windowsPersisted: -1,
+      session: new WebuiSession(instance, config.stateDir, logger.child({ instance: instance.id })),
     });
   }
   const runtimeOf = (id: string): InstanceRuntime => {
@@ -196,6 +225,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
   let hurry = false;
   let shutdownPromise: Promise<ShutdownReport> | undefined;
   const reapingStale = new Set<string>();
+  let portPicks: Promise<unknown> = Promise.resolve();
 
   // Windows: rewrites the launch's tree record in the registry when its tracker adopted a process since the last
   // write (a force-closed supervisor's next start reaps from it); nothing is written while nothing changed.
@@ -225,13 +255,20 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     const runtime = runtimeOf(input.id);
     const work = (async (): Promise<LaunchOutput> => {
       runtime.refusal = undefined;
-      const { config: instance } = runtime;
+      const { config: instance, session } = runtime;
+      let plan: LaunchPlan;
       try {
-        await preflight({ id: instance.id, cwd: instance.cwd, command: instance.command, port: instance.port ?? undefined });
+        // One pick at a time: two instances sharing a range must not both bind-test the same free port.
+        const picked = portPicks.then(() => session.prepare(portsInUse(runtime)));
+        portPicks = picked.catch(() => undefined);
+        plan = await picked;
+        await preflight({ id: instance.id, cwd: instance.cwd, command: instance.command, port: typeof instance.port === 'number' ? instance.port : undefined });
       } catch (error) {
+        session.claimedPort = null;
         if (error instanceof WardenError) runtime.refusal = error;
         throw error;
       }
+      session.beginLog();
       const marker = newMarker(instance.id);
       runtime.pendingMarker = marker;
       // Guard the marker before the first process exists: a SIGKILL between spawn and the full record must not
@@ -241,18 +278,21 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         const handle = await launch({
           instanceId: instance.id,
           command: instance.command,
-          args: instance.args,
+          args: plan.args,
           cwd: instance.cwd,
-          env: { ...instance.env, [STATE_DIR_VARIABLE]: config.stateDir },
+          env: { ...plan.env, [STATE_DIR_VARIABLE]: config.stateDir },
           marker,
           logger: runtime.logger,
           windowsJob: instance.windowsJob,
+          onOutput: (stream, line) => session.noteOutput(stream, line),
           onRolesChanged: (roles) => {
+            for (const role of [roles.shell, roles.python]) if (role !== undefined) session.seenPids.add(role.pid);
             runtime.notifyRoles?.(roles.shell?.pid, roles.python?.pid);
             void registry?.update(marker, { ...(roles.shell && { shellPid: roles.shell.pid }), ...(roles.python && { pythonPid: roles.python.pid }) }).catch((error: unknown) => runtime.logger.error({ err: error }, 'registry update failed'));
           },
         });
         runtime.handle = handle;
+        session.launched(handle);
         const record = { instanceId: handle.instanceId, marker: handle.marker, root: handle.root, pgid: handle.pgid };
         // Windows: the record carries the tree tracker's record; the sampler rewrites it whenever the tracker adopts.
         runtime.windowsPersisted = handle.windows?.adoptions ?? -1;
@@ -297,20 +337,41 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     void handle.exited.then((exit) => send({ type: 'PROCESS_EXITED', code: exit.code, signal: exit.signal, at: Date.now() }));
 
     const health = runtime.config.health;
+    const { session } = runtime;
+    const plan = session.plan;
     let timer: NodeJS.Timeout | undefined;
-    if (health === null) {
+    if (health === null || plan?.healthUrl == null) {
+      session.ready = true;
       if (input.phase === 'startup') queueMicrotask(() => send({ type: 'HEALTHY', at: Date.now() }));
     } else {
       let failures = 0;
+      // The app restarting itself in place (A1111 tmp/restart): tolerated for startupTimeoutMs, then ready again.
+      let relaunchedAt: number | null = null;
+      let relaunches = session.relaunches;
+      let readyPython = handle.python?.pid;
       // Readiness polls faster than liveness: a start should not wait a whole interval past the moment it is up.
       const every = input.phase === 'startup' ? Math.min(health.intervalMs, 250) : health.intervalMs;
       const probe = async (): Promise<void> => {
-        const result = await probeHealth(health.url, health.timeoutMs);
+        if (input.phase === 'liveness' && plan.relaunchLine !== null && (session.relaunches !== relaunches || (readyPython !== undefined && handle.python !== undefined && handle.python.pid !== readyPython))) {
+          relaunches = session.relaunches;
+          readyPython = handle.python?.pid;
+          relaunchedAt = Date.now();
+          session.ready = false;
+          runtime.logger.info({ pythonPid: handle.python?.pid }, 'the WebUI restarts itself in place; the same instance keeps tracking it');
+        }
+        let result = await probeHealth(plan.healthUrl as string, health.timeoutMs);
+        if (result.ok && !session.ready) result = await probeReadiness(plan, session.lineSeen, health.timeoutMs);
         if (stopped) return;
         if (result.ok) {
           failures = 0;
+          relaunchedAt = null;
+          readyPython = handle.python?.pid;
+          session.ready = true;
           if (input.phase === 'startup') return send({ type: 'HEALTHY', at: Date.now() });
+        } else if (input.phase === 'liveness' && relaunchedAt !== null && Date.now() - relaunchedAt < runtime.config.startupTimeoutMs) {
+          // Not a failure yet: the relaunched Python is still loading.
         } else if (input.phase === 'liveness') {
+          session.ready = false;
           failures += 1;
           runtime.logger.warn({ failures, reason: result.reason }, 'health probe failed');
           if (failures >= health.failureThreshold) {
@@ -332,19 +393,33 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     const runtime = runtimeOf(input.id);
     await runtime.launching;
     const handle = runtime.handle;
-    if (handle === undefined) return { survivors: [], killed: [], escalated: false, durationMs: 0 };
+    if (handle === undefined) {
+      // Nothing was launched (the launch failed): the picked port is free again.
+      runtime.session.claimedPort = null;
+      return { survivors: [], killed: [], escalated: false, durationMs: 0 };
+    }
     const graceful = runtime.config.gracefulStop;
     const polite = graceful !== null && input.attempt === 0 && !hurry && (input.reason === 'stop' || input.reason === 'restart' || input.reason === 'shutdown');
-    const report = await terminate(handle, {
+    // How the root ended by itself, read before any signal of ours (a SIGKILL then was not Warden's).
+    const exitedAlone = handle.hasExited ? await handle.exited : undefined;
+    const stopUrl = runtime.session.plan?.stopUrl ?? graceful?.url;
+    const terminated = await terminate(handle, {
       graceMs: runtime.config.stopGraceMs,
       immediate: input.attempt > 0 || hurry,
       shouldHurry: () => hurry,
-      ...(polite && { beforeSignals: () => postQuietly(graceful.url, graceful.timeoutMs) }),
+      ...(polite && stopUrl !== undefined && { beforeSignals: () => postQuietly(stopUrl, graceful.timeoutMs) }),
     });
-    publish({ type: 'termination', at: Date.now(), instance: input.id, reason: input.reason, report });
+    runtime.session.ready = false;
+    runtime.session.restarting = input.reason !== 'stop' && input.reason !== 'shutdown';
+    const hints = input.reason === 'crash' && input.attempt === 0 ? runtime.session.hints(handle, exitedAlone) : [];
+    const report = hints.length > 0 ? { ...terminated, hints } : terminated;
+    if (hints.length > 0) runtime.logger.warn({ causes: hints.map((hint) => hint.cause) }, `crash: ${hints.map((hint) => hint.message).join('; ')}`);
+    publish({ type: 'termination', at: Date.now(), instance: input.id, reason: input.reason, report, ...(hints.length > 0 && { hints }) });
     runtime.logger.info({ reason: input.reason, killed: report.killed.length, survivors: report.survivors.length, ms: Math.round(report.durationMs) }, 'terminate finished');
     if (report.survivors.length === 0) {
       handle.dispose();
+      runtime.session.output.endFile();
+      runtime.session.claimedPort = null;
       runtime.handle = undefined;
       await registry?.remove(handle.marker);
       await sentinel?.untrack(handle.marker);
@@ -588,13 +663,32 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       lastReport: context?.lastReport ?? null,
       stopReason: context?.stopReason ?? null,
       counts: runtime.counts,
+      ...runtime.session.status(snapshot !== undefined && topState(snapshot.value) === 'running'),
     };
   };
 
+  // Ports the other instances' current starts use: a range never hands one of them out again.
+  const portsInUse = (self: InstanceRuntime): Set<number> => {
+    const ports = new Set<number>();
+    for (const other of runtimes.values()) {
+      const port = other.session.claimedPort;
+      if (other !== self && port !== null) ports.add(port);
+    }
+    return ports;
+  };
+
   // Sends `command` and waits for running; rejects when the attempt ends crashed/failed/idle, or is refused.
-  const driveToRunning = async (id: string, command: 'START' | 'RESTART'): Promise<InstanceStatus> => {
+  const driveToRunning = async (id: string, command: 'START' | 'RESTART', overrides?: StartOverrides): Promise<InstanceStatus> => {
     const runtime = runtimeOf(id);
+    runtime.session.checkOverrides(overrides);
     await ready();
+    const current = topState((instanceActor(id)?.getSnapshot() as { value: unknown } | undefined)?.value ?? 'idle');
+    if (command === 'START' && (current === 'running' || current === 'spawning')) {
+      if (overrides !== undefined) throw new CommandRefusedError(id, command, `it is already ${current}; restart it to change its arguments`);
+    } else {
+      runtime.session.overrides = overrides;
+      if (command === 'START' && current === 'idle') runtime.session.restarting = false;
+    }
     let refused: string | undefined;
     const offRefused = actor.on('COMMAND_REFUSED', (event) => {
       if (event.command === command && (event.id === id || event.id === null)) refused = event.reason;
@@ -621,7 +715,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
               actor.send({ type: 'STOP', id });
               return runtime.refusal;
             }
-            return new StartError(id, state, snapshot.context.lastError ?? 'the tree exited');
+            return new StartError(id, state, withHints(snapshot.context.lastError ?? 'the tree exited', runtime.session.lastHints));
           }
           if (state === 'idle' && (seen.has('stopping') || seen.has('spawning'))) return new StartError(id, state, 'stopped before it became healthy');
           return undefined;
@@ -632,7 +726,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     }
   };
 
-  const start = (id: string): Promise<InstanceStatus> => driveToRunning(id, 'START');
+  const start = (id: string, overrides?: StartOverrides): Promise<InstanceStatus> => driveToRunning(id, 'START', overrides);
 
   const stop = async (id: string, stopOptions: { timeoutMs?: number } = {}): Promise<MachineReport> => {
     runtimeOf(id);
@@ -651,7 +745,14 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     );
   };
 
-  const restart = (id: string): Promise<InstanceStatus> => driveToRunning(id, 'RESTART');
+  const restart = (id: string, overrides?: StartOverrides): Promise<InstanceStatus> => driveToRunning(id, 'RESTART', overrides);
+
+  const logs = (id: string, logOptions: { tail?: number } = {}): InstanceLogs => {
+    const { session } = runtimeOf(id);
+    const tail = logOptions.tail ?? 100;
+    if (!Number.isInteger(tail) || tail < 0 || tail > MAX_TAIL) throw new WardenError('BAD_TAIL', `tail must be an integer from 0 to ${MAX_TAIL} (got ${String(tail)})`);
+    return { id, lines: session.output.tail(tail), file: session.output.file };
+  };
 
   const shutdown = (): Promise<ShutdownReport> => {
     shutdownPromise ??= (async () => {
@@ -692,6 +793,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         logger.error({ survivors }, 'shutdown could not confirm every tree dead; the sentinel stays armed');
       }
       await lock?.release();
+      for (const runtime of runtimes.values()) runtime.session.output.close();
       logger.flush();
       events.complete();
       return { ok, instances, survivors, durationMs: performance.now() - started };
@@ -730,6 +832,8 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     start,
     stop,
     restart,
+    logs,
+    output$: (id) => runtimeOf(id).session.output.lines$,
     reset: (id) => {
       if (id !== undefined) runtimeOf(id);
       actor.send(id === undefined ? { type: 'RESET' } : { type: 'RESET', id });

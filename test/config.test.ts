@@ -57,6 +57,7 @@ describe('defaults', () => {
       instances: [
         {
           id: 'webui',
+          profile: 'generic',
           command: './webui.sh',
           args: [],
           cwd: '/srv/sd',
@@ -64,6 +65,8 @@ describe('defaults', () => {
           health: null,
           gracefulStop: null,
           port: null,
+          launchProfiles: {},
+          logs: { maxBytes: 10 * 1024 * 1024, keepFiles: 10 },
           startupTimeoutMs: 180000,
           stopGraceMs: 5000,
           restart: { onCrash: true, baseDelayMs: 1000, maxDelayMs: 60000, maxRestarts: 5, windowMs: 300000, resetAfterMs: 600000 },

@@ -72,6 +72,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--leak-on-restart", action="store_true",
                    help="server-restart exits without stopping workers (they pile up across relaunches)")
     p.add_argument("--verbose", action="store_true", help="log every HTTP request to stderr")
+    p.add_argument("--comfyui", action="store_true",
+                   help="ComfyUI mode: serve /system_stats and /object_info instead of A1111's routes")
+    p.add_argument("--fail-with", choices=sorted(FAILURES), default=None,
+                   help="print the real crash message of this failure at startup and exit 1 "
+                        "(sigkill: SIGKILL ourselves, as the kernel's OOM killer would)")
+    p.add_argument("--autolaunch", action="store_true",
+                   help="say 'Opening browser' at startup, unless SD_WEBUI_RESTARTING=1 (A1111's rule)")
     # Accepted and ignored so real A1111 command lines work unchanged.
     for flag in ("--api", "--listen", "--xformers", "--no-half-vae", "--medvram", "--lowvram",
                  "--skip-torch-cuda-test", "--nowebui", "--api-server-stop", "--no-download-sd-model"):
@@ -82,6 +89,35 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.listen and args.host == "127.0.0.1":
         args.host = "0.0.0.0"
     return args
+
+
+# The messages PyTorch, uvicorn/Gradio, Python and A1111 print for these failures (copied from real logs).
+FAILURES: dict[str, list[str]] = {
+    "cuda-oom": [
+        "Traceback (most recent call last):",
+        '  File "/opt/sd/modules/processing.py", line 732, in process_images',
+        "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 7.79 GiB total "
+        "capacity; 6.81 GiB already allocated; 13.31 MiB free; 7.05 GiB reserved in total by PyTorch) If reserved "
+        "memory is >> allocated memory try setting max_split_size_mb to avoid fragmentation.",
+    ],
+    "port-in-use": [
+        "ERROR:    [Errno 98] error while attempting to bind on address ('127.0.0.1', 7860): address already in use",
+        "OSError: Cannot find empty port in range: 7860-7860. You can specify a different port by setting the "
+        "GRADIO_SERVER_PORT environment variable or passing the `server_port` parameter to `launch()`.",
+    ],
+    "module-not-found": [
+        "Traceback (most recent call last):",
+        '  File "/opt/sd/launch.py", line 48, in <module>',
+        "ModuleNotFoundError: No module named 'xformers'",
+    ],
+    "torch-no-gpu": [
+        "Traceback (most recent call last):",
+        '  File "/opt/sd/modules/launch_utils.py", line 386, in prepare_environment',
+        "RuntimeError: Torch is not able to use GPU; add --skip-torch-cuda-test to COMMANDLINE_ARGS variable to "
+        "disable this check",
+    ],
+    "sigkill": [],
+}
 
 
 # ---------------------------------------------------------------- processes
@@ -223,6 +259,27 @@ OPTIONS = {
 }
 
 
+SD_MODELS = [
+    {
+        "title": "fake-model.safetensors [0000000000]",
+        "model_name": "fake-model",
+        "hash": "00000000",
+        "sha256": "0" * 64,
+        "filename": "/opt/sd/models/Stable-diffusion/fake-model.safetensors",
+        "config": None,
+    }
+]
+
+# ComfyUI's GET routes a supervisor uses (ComfyUI mode, --comfyui).
+COMFY_ROUTES: dict[str, Any] = {
+    "/system_stats": {
+        "system": {"os": os.name, "python_version": sys.version, "embedded_python": False},
+        "devices": [{"name": "cpu", "type": "cpu", "index": None, "vram_total": 0, "vram_free": 0}],
+    },
+    "/object_info": {"KSampler": {"input": {}, "output": ["LATENT"], "name": "KSampler", "category": "sampling"}},
+}
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True  # a hung handler thread never blocks exit
     allow_reuse_address = True
@@ -277,8 +334,14 @@ class Handler(BaseHTTPRequestHandler):
         self._maybe_hang()
         path = self.path.split("?", 1)[0]
         app = self.server.app
-        if path == "/internal/ping":
+        if app.args.comfyui and path in COMFY_ROUTES:
+            self._send(200, COMFY_ROUTES[path])
+        elif app.args.comfyui and path != "/fake/info":
+            self._send(404, {"detail": "Not Found"})
+        elif path == "/internal/ping":
             self._send(200, {})
+        elif path == "/sdapi/v1/sd-models":
+            self._send(200, SD_MODELS)
         elif path == "/sdapi/v1/progress":
             self._send(200, PROGRESS)
         elif path == "/sdapi/v1/options":
@@ -335,6 +398,9 @@ class App:
             "daemon": self.daemon_pid,
             "hung": self.hung.is_set(),
             "uptime": round(time.monotonic() - STARTED_AT, 3),
+            "argv": sys.argv[1:],
+            "restarting": os.environ.get("SD_WEBUI_RESTARTING"),
+            "warden_port": os.environ.get("WARDEN_PORT"),
         }
 
     def exit_now(self, code: int, stop_workers: bool) -> None:
@@ -406,6 +472,14 @@ class App:
             say("RuntimeError: fake startup failure (--exit-immediately)", err=True)
             return 1
 
+        if args.fail_with == "sigkill":
+            say("Loading weights (--fail-with sigkill: SIGKILL from ourselves, like the OOM killer)")
+            os.kill(os.getpid(), signal.SIGKILL)
+        if args.fail_with is not None:
+            for line in FAILURES[args.fail_with]:
+                say(line, err=True)
+            return 1
+
         if args.daemon_grandchild:  # first, while no thread exists (it forks)
             self.daemon_pid = start_daemon_grandchild(args)
             say(f"daemon started pid {self.daemon_pid}")
@@ -428,9 +502,14 @@ class App:
             tmp.write_text(f"{port}\n")
             os.replace(tmp, pf)  # readers never see a half-written file
 
-        say(f"Running on local URL:  http://{args.host}:{port}")
-        say("")
-        say("To create a public link, set `share=True` in `launch()`.")
+        if args.comfyui:
+            say(f"To see the GUI go to: http://{args.host}:{port}")
+        else:
+            say(f"Running on local URL:  http://{args.host}:{port}")
+            say("")
+            say("To create a public link, set `share=True` in `launch()`.")
+        if args.autolaunch and os.environ.get("SD_WEBUI_RESTARTING") != "1":
+            say(f"Opening browser (--autolaunch): http://{args.host}:{port}")
         say(f"Startup time: {time.monotonic() - STARTED_AT:.1f}s")
 
         self.start_hang_timer()

@@ -33,6 +33,8 @@ export interface LaunchSpec {
   logger?: Logger;
   /** How often to look for the shell parent and Python while they are still unknown. Default 100 ms; 0 disables. */
   discoverIntervalMs?: number;
+  /** Receives every output line too (the runtime's per-start log files and tail), after the logger. */
+  onOutput?: (stream: 'stdout' | 'stderr', line: string) => void;
   /** Told whenever the shell parent or the Python process is identified (or replaced by a relaunch). */
   onRolesChanged?: (roles: { shell?: ProcessIdentity; python?: ProcessIdentity }) => void;
   /**
@@ -224,6 +226,7 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
         if (level === 'warn') earlyErrors.push(line);
       }
       logger[level]({ stream: level === 'info' ? 'stdout' : 'stderr', pid }, line);
+      spec.onOutput?.(level === 'info' ? 'stdout' : 'stderr', line);
     });
   }
 

@@ -1,6 +1,7 @@
 // Instance commands over HTTP: validated up front (404/409 before anything is sent), then accepted (202) or awaited.
 import { filter, firstValueFrom, mergeMap, throwError } from 'rxjs';
 import { ShutDownError, StartError, UnknownInstanceError, WardenError } from '../errors.js';
+import type { StartOverrides } from '../profiles.js';
 import type { InstanceStatus, Supervisor } from '../supervisor.js';
 import { HttpError } from './respond.js';
 
@@ -13,6 +14,8 @@ export type InstanceAction = (typeof INSTANCE_ACTIONS)[number];
 export interface CommandOptions {
   wait: boolean;
   timeoutMs?: number;
+  /** start/restart: `{ args }` or `{ launchProfile }` for this start. */
+  overrides?: StartOverrides;
 }
 
 /** What a command answers: 202 `{ accepted }`, or 200 with the instance (and the termination report of a stop). */
@@ -22,15 +25,46 @@ export interface CommandReply {
 }
 
 const MAX_TIMEOUT_MS = 2_147_483_647;
+/** Limits of a start's `args` (the body itself is at most 16 KiB). */
+const MAX_ARGS = 256;
+
+// The body fields each action knows.
+function knownFields(action: InstanceAction): string[] {
+  if (action === 'stop') return ['wait', 'timeoutMs'];
+  if (action === 'start' || action === 'restart') return ['wait', 'args', 'launchProfile'];
+  return ['wait'];
+}
+
+// `args` (an array of strings) or `launchProfile` (a name), never both.
+function readOverrides(body: Record<string, unknown>): StartOverrides | undefined {
+  const { args, launchProfile } = body;
+  if (args !== undefined && launchProfile !== undefined) {
+    throw new HttpError(400, 'MALFORMED_BODY', 'Give either "args" or "launchProfile", not both.');
+  }
+  if (args !== undefined) {
+    if (!Array.isArray(args) || args.length > MAX_ARGS || !args.every((arg) => typeof arg === 'string' && !arg.includes('\0'))) {
+      throw new HttpError(400, 'MALFORMED_BODY', `args must be an array of at most ${MAX_ARGS} strings without NUL (got ${JSON.stringify(args).slice(0, 80)}).`);
+    }
+    return { args: args as string[] };
+  }
+  if (launchProfile !== undefined) {
+    if (typeof launchProfile !== 'string' || launchProfile === '') {
+      throw new HttpError(400, 'MALFORMED_BODY', `launchProfile must be a non-empty string (got ${JSON.stringify(launchProfile)}).`);
+    }
+    return { launchProfile };
+  }
+  return undefined;
+}
 
 // Reads `wait` and `timeoutMs` from the query string and the JSON body (the body wins); unknown body fields are a 400.
 export function commandOptions(action: InstanceAction, query: URLSearchParams, body: Record<string, unknown>): CommandOptions {
+  const known = knownFields(action);
   for (const key of Object.keys(body)) {
-    if (key !== 'wait' && !(key === 'timeoutMs' && action === 'stop')) {
-      throw new HttpError(400, 'MALFORMED_BODY', `Unknown field "${key}" for ${action} (known: wait${action === 'stop' ? ', timeoutMs' : ''}).`);
-    }
+    if (!known.includes(key)) throw new HttpError(400, 'MALFORMED_BODY', `Unknown field "${key}" for ${action} (known: ${known.join(', ')}).`);
   }
   const options: CommandOptions = { wait: false };
+  const overrides = action === 'start' || action === 'restart' ? readOverrides(body) : undefined;
+  if (overrides !== undefined) options.overrides = overrides;
   const waitQuery = query.get('wait');
   if (waitQuery !== null) {
     if (!['', '1', 'true', '0', 'false'].includes(waitQuery)) throw new HttpError(400, 'BAD_REQUEST', `wait must be 1, true, 0 or false (got "${waitQuery}").`);
@@ -67,6 +101,15 @@ export async function runInstanceCommand(
     supervisor.reset(id);
     return { status: 200, body: { instance: instanceStatus(supervisor, id) } };
   }
+  const launchProfile = options.overrides?.launchProfile;
+  const profiles = supervisor.config.instances.find((entry) => entry.id === id)?.launchProfiles ?? {};
+  if (launchProfile !== undefined && !Object.hasOwn(profiles, launchProfile)) {
+    const names = Object.keys(profiles);
+    throw new HttpError(400, 'UNKNOWN_LAUNCH_PROFILE', `Unknown launch profile "${launchProfile}" for "${id}" (known: ${names.length > 0 ? names.join(', ') : 'none'}).`, { launchProfile, known: names });
+  }
+  if (action === 'start' && options.overrides !== undefined && (instance.state === 'running' || instance.state === 'spawning')) {
+    throw new HttpError(409, 'ALREADY_RUNNING', `Cannot start "${id}" with other arguments: it is already ${instance.state}. Use POST /api/instances/${id}/restart with the same body.`);
+  }
   if (action !== 'stop') {
     if (status.holdRestarts) {
       throw new WardenError('RESTARTS_HELD', `Cannot ${action} "${id}": restarts are held after an emergency. POST /api/reset (no instance) releases the hold.`);
@@ -95,11 +138,13 @@ async function dispatch(
     const report = await supervisor.stop(id, options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs });
     return { instance: instanceStatus(supervisor, id), report };
   }
+  const overrides = options.overrides;
   // From idle, a restart is a start (nothing to stop).
-  if (state === 'idle') return { instance: await supervisor.start(id) };
+  if (state === 'idle') return { instance: await supervisor.start(id, overrides) };
   // A crashed instance waits out its backoff; START is ignored there, RESTART skips the wait. See relaunchCrashed.
-  if (state === 'crashed') return { instance: await relaunchCrashed(supervisor, id) };
-  return { instance: action === 'start' ? await supervisor.start(id) : await supervisor.restart(id) };
+  // With overrides, supervisor.restart() records them first (it also relaunches a crashed instance).
+  if (state === 'crashed') return { instance: overrides === undefined ? await relaunchCrashed(supervisor, id) : await supervisor.restart(id, overrides) };
+  return { instance: action === 'start' ? await supervisor.start(id, overrides) : await supervisor.restart(id, overrides) };
 }
 
 // Sends RESTART to a crashed instance and resolves when it runs again (rejects if it crashes or fails on the way).

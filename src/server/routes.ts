@@ -6,6 +6,7 @@ import { INSTANCE_ACTIONS, commandOptions, runInstanceCommand } from './commands
 import type { InstanceAction } from './commands.js';
 import { isDashboardPath, serveDashboardFile } from './dashboard.js';
 import type { EventHub } from './events.js';
+import { serveLogs } from './log-stream.js';
 import { isAllowedHostHeader, isAllowedOrigin, isLoopbackHost } from './loopback.js';
 import type { WardenMetrics } from './metrics.js';
 import { HttpError, sendError, sendJson } from './respond.js';
@@ -36,6 +37,16 @@ interface Route {
 }
 
 const INSTANCE_ROUTE = new RegExp(`^/api/instances/([^/]+)/(${INSTANCE_ACTIONS.join('|')})$`);
+const LOGS_ROUTE = /^\/api\/instances\/([^/]+)\/logs$/;
+
+// The instance id of a path segment, URL-decoded.
+function instanceIdOf(rawId: string): string {
+  try {
+    return decodeURIComponent(rawId);
+  } catch {
+    throw new HttpError(400, 'BAD_REQUEST', `The instance id in the path is not valid URL encoding ("${rawId}").`);
+  }
+}
 
 // Parses `Last-Event-ID` (header, set by EventSource on reconnect) or `?lastEventId=` (first connect; 0 replays all).
 function lastEventId(req: IncomingMessage, url: URL): number | undefined {
@@ -64,6 +75,12 @@ function routesOf(ctx: RouteContext): Route[] {
      
       noHead: true,
       methods: { GET: (req, res, url) => ctx.hub.attach(req, res, lastEventId(req, url)) },
+    },
+    {
+      pattern: LOGS_ROUTE,
+      // `?follow=1` is a stream.
+      noHead: true,
+      methods: { GET: (req, res, url, [rawId = '']) => serveLogs(supervisor, req, res, url, instanceIdOf(rawId)) },
     },
     {
       pattern: INSTANCE_ROUTE,
@@ -125,7 +142,10 @@ export function publicConfig(supervisor: Supervisor): Record<string, unknown> {
   return {
     instances: config.instances.map((instance) => ({
       id: instance.id,
+      profile: instance.profile,
       port: instance.port,
+      // Names only: a launch profile's args and env stay private like the configured ones.
+      launchProfiles: Object.keys(instance.launchProfiles),
       startupTimeoutMs: instance.startupTimeoutMs,
       stopGraceMs: instance.stopGraceMs,
       restart: instance.restart,
@@ -153,7 +173,8 @@ export function createRequestHandler(ctx: RouteContext): (req: IncomingMessage, 
     const isApi = url.pathname === '/api' || url.pathname.startsWith('/api/');
     if (isApi) {
       // Before routing, so a caller without the token learns nothing about which routes or instances exist.
-      const allowQuery = url.pathname === '/api/events' && method === 'GET';
+      // EventSource cannot send headers: the streams (events, a log follow) may carry the token in the query.
+      const allowQuery = (url.pathname === '/api/events' || LOGS_ROUTE.test(url.pathname)) && method === 'GET';
       if (!tokenMatches(ctx.token, presentedToken(req.headers.authorization, url.searchParams, allowQuery))) {
         throw new HttpError(401, 'UNAUTHORIZED', `Missing or wrong token: send "Authorization: Bearer <token>" (the token is in the state directory's "token" file)${allowQuery ? ' or ?token=' : ''}.`, {}, { 'www-authenticate': 'Bearer realm="warden"' });
       }

@@ -85,7 +85,8 @@ export function makeSupervisor(instances: Array<Record<string, unknown>>, extra:
   const supervisor = createSupervisor(
     {
       stateDir: extra.stateDir ?? join(tempDir('warden-state-'), 'state'),
-      instances: instances.map(({ port: _port, ...rest }) => rest),
+      // fakeInstance's `port` is for the test to know; an instance with a WebUI profile configures it for real.
+      instances: instances.map(({ port, ...rest }) => ('profile' in rest ? { port, ...rest } : rest)),
       watchdog: { sampleIntervalMs: 200, ...extra.watchdog },
     },
     options,
