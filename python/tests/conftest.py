@@ -27,9 +27,6 @@ sys.path.insert(0, str(REPO / "python" / "src"))
 
 from warden_client import Sidecar  # noqa: E402
 
-# PENDING (issue 12 items 3-5, the "webui" branch): the logs API, per-start args and profile fields. The lead deletes
-# this line when that branch is merged, which enables test_logs_profiles.py in `python3 -m pytest python/tests`.
-collect_ignore = ["test_logs_profiles.py"]
 
 #: Ids of the current test's instances (swept after each test) and of every instance (swept at the end).
 _TEST_IDS: List[str] = []

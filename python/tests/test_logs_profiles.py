@@ -1,6 +1,4 @@
-"""PENDING until the "webui" branch (issue 12 items 3-5) is merged: conftest.py's collect_ignore keeps this file out.
-
-The client side of the output-capture, per-start-args and profile API, against a real `warden run`:
+"""The client side of the output-capture, per-start-args and profile API, against a real `warden run`:
 GET /api/instances/:id/logs?tail=N, the ?follow=1 SSE stream (event: line), start/restart bodies with "args" or
 "launchProfile", and the status fields profile, port, url, ready.
 """
