@@ -16,12 +16,13 @@ Standard library only (``urllib`` for commands, ``http.client`` for the event an
 
 Every failure is a :class:`WardenError` whose ``code`` is the server's stable error code
 (``UNKNOWN_INSTANCE``, ``PORT_IN_USE``, ``START_FAILED``, ``UNAUTHORIZED``, ...) or one of the
-client's own (``NOT_RUNNING``, ``UNREACHABLE``, ``TIMEOUT``, ``BAD_RESPONSE``). See docs/API.md.
+client's own (``NOT_RUNNING``, ``NOT_LOOPBACK``, ``UNREACHABLE``, ``TIMEOUT``, ``BAD_RESPONSE``). See docs/API.md.
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import os
 import socket
@@ -94,6 +95,7 @@ class WardenClient:
         parsed = urllib.parse.urlsplit(self.url)
         if parsed.scheme != "http" or parsed.hostname is None:
             raise WardenError("BAD_URL", f"The control API URL must look like http://127.0.0.1:7870 (got {self.url!r}).")
+        _require_loopback(self.url)
 
     # ── commands ────────────────────────────────────────────────────────────────────────────────────
 
@@ -129,7 +131,11 @@ class WardenClient:
         ``launch_profile`` picks one of the instance's configured launch profiles instead (not both).
         Raises ``START_FAILED`` if it crashed or failed on the way, ``PORT_IN_USE``/``FOREIGN_INSTANCE``
         if a WebUI not started by Warden is in the way."""
-        return self._command(instance_id, "start", wait, None, timeout, _launch_fields(args, launch_profile))
+        try:
+            return self._command(instance_id, "start", wait, None, timeout, _launch_fields(args, launch_profile))
+        except WardenError as error:
+            self._attach_hints(instance_id, error)
+            raise
 
     def stop(self, instance_id: str, wait: bool = True, timeout_ms: Optional[int] = None, timeout: Optional[float] = None) -> Dict[str, Any]:
         """Stops an instance. With ``wait`` returns ``{"instance": status, "report": report}`` once the shell
@@ -166,7 +172,11 @@ class WardenClient:
             attempt += 1
             started = time.monotonic()
             try:
-                reply = self._command(instance_id, "restart", wait, None, timeout, fields)
+                try:
+                    reply = self._command(instance_id, "restart", wait, None, timeout, fields)
+                except WardenError as error:
+                    self._attach_hints(instance_id, error)
+                    raise
                 if wait and wait_ready:
                     budget = (self.wait_timeout if timeout is None else timeout) - (time.monotonic() - started)
                     reply["instance"] = self.wait_ready(instance_id, max(budget, 1.0))
@@ -242,6 +252,25 @@ class WardenClient:
             raise WardenError("BAD_RESPONSE", f"GET /api/instances/{instance_id}/logs answered without a lines list.")
         return [cast(Dict[str, Any], line) for line in cast(List[Any], found) if isinstance(line, dict)]
 
+    def crash_hints(self, instance_id: str) -> List[Dict[str, Any]]:
+        """The causes Warden recognised in the last crash's output (``status`` ``lastReport.hints``):
+        ``[{"cause": "cuda-oom" | "port-in-use" | "module-not-found" | "torch-no-gpu" | "oom-killed",
+        "message": str, "lines": [str]}]``; empty when the last report names none."""
+        report = _as_object(self.instance(instance_id).get("lastReport"))
+        found: Any = report.get("hints")
+        if not isinstance(found, list):
+            return []
+        return [cast(Dict[str, Any], hint) for hint in cast(List[Any], found) if isinstance(hint, dict)]
+
+    def _attach_hints(self, instance_id: str, error: WardenError) -> None:
+        """A failed start carries the crash hints in ``details["hints"]``: the server's, else the last report's."""
+        if error.code != "START_FAILED" or isinstance(error.details.get("hints"), list):
+            return
+        try:
+            error.details["hints"] = self.crash_hints(instance_id)
+        except WardenError:
+            error.details["hints"] = []
+
     def follow_logs(self, instance_id: str, idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> "LogStream":
         """The instance's output as it is written (``GET /api/instances/:id/logs?follow=1``): an iterator of line
         dicts as in :meth:`tail`. ``close()`` ends it from any thread; a dropped connection is reopened."""
@@ -287,6 +316,7 @@ class WardenClient:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
+        _require_loopback(self.url)  # again: url is a public attribute, and a restarted server may name another
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         seconds = self.timeout if timeout is None else timeout
         try:
@@ -401,7 +431,7 @@ class EventStream:
 
     def _connect_once(self) -> Iterator[Dict[str, Any]]:
         client = self._client
-        parsed = urllib.parse.urlsplit(client.url)
+        parsed = _require_loopback(client.url)
         connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port or 80, timeout=client.timeout)
         with self._lock:
             self._connection = connection
@@ -529,6 +559,31 @@ def _launch_fields(args: Optional[Sequence[str]], launch_profile: Optional[str])
             raise WardenError("BAD_REQUEST", f"launch_profile must be a non-empty string (got {launch_profile!r}).")
         return {"launchProfile": launch_profile}
     return {}
+
+
+def _require_loopback(url: str) -> urllib.parse.SplitResult:
+    """The parsed URL if it names a loopback host; ``NOT_LOOPBACK`` (before any connection) otherwise.
+    The token opens the whole control API: it goes to this machine only, never over a network."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.hostname is None or not _is_loopback_host(parsed.hostname):
+        raise WardenError("NOT_LOOPBACK", f"Refusing to send the API token to {url}: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed.", None, {"url": url})
+    return parsed
+
+
+def _is_loopback_host(host: str) -> bool:
+    """Mirrors the server's isLoopbackHost (src/server/loopback.ts): 127.0.0.0/8, ::1 (or IPv4-mapped 127.x), localhost."""
+    name = host.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return False  # any other name would need DNS, which can point anywhere
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def _is_ready(entry: Dict[str, Any]) -> bool:
