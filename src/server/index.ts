@@ -9,6 +9,7 @@ import { allowedAuthorities, isLoopbackHost } from './loopback.js';
 import { createMetrics } from './metrics.js';
 import { createRequestHandler } from './routes.js';
 import type { RouteContext } from './routes.js';
+import { createLogFollowers } from './log-stream.js';
 import { removeServerFile, writeServerFile } from './server-file.js';
 import { loadOrCreateToken } from './token.js';
 
@@ -67,6 +68,7 @@ export async function startControlServer(supervisor: Supervisor, options: Contro
     supervisor,
     token,
     hub,
+    logFollowers: createLogFollowers(),
     metrics,
     dashboardDir,
     authorities: new Set(),
@@ -108,6 +110,7 @@ export async function startControlServer(supervisor: Supervisor, options: Contro
   const close = (): Promise<void> => {
     closing ??= (async () => {
       hub.close();
+      context.logFollowers.close();
       metrics.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();

@@ -11,6 +11,41 @@ const DEFAULT_TAIL_LINES = 100;
 const MAX_PENDING_BYTES = 4 * 1024 * 1024;
 const HEARTBEAT_MS = 15_000;
 
+/** The open `?follow=1` streams of one server, so its close() ends them at once instead of after the grace. */
+export interface LogFollowers {
+  /** Registers an open stream; it leaves the set when its response closes. */
+  add(res: ServerResponse): void;
+  /** Ends every open stream with a `shutdown` frame; later streams are ended as soon as they open. */
+  close(): void;
+  readonly size: number;
+}
+
+// One server's set of follow responses.
+export function createLogFollowers(): LogFollowers {
+  const open = new Set<ServerResponse>();
+  let closed = false;
+  const end = (res: ServerResponse): void => {
+    if (!res.writableEnded) res.end(shutdownFrame());
+  };
+  return {
+    add(res) {
+      if (closed) return end(res);
+      open.add(res);
+      res.on('close', () => open.delete(res));
+    },
+    close() {
+      closed = true;
+      for (const res of open) end(res);
+      open.clear();
+    },
+    get size() {
+      return open.size;
+    },
+  };
+}
+
+const shutdownFrame = (): string => `event: shutdown\ndata: ${JSON.stringify({ type: 'shutdown', at: Date.now() })}\n\n`;
+
 // `tail` from the query: a whole number from 0 to MAX_TAIL_LINES; `fallback` when absent.
 function tailOf(url: URL, fallback: number): number {
   const raw = url.searchParams.get('tail');
@@ -30,17 +65,17 @@ function followOf(url: URL): boolean {
 }
 
 // Answers the logs route: JSON `{ id, lines, file }`, or an SSE stream of `event: line` frames.
-export function serveLogs(supervisor: Supervisor, req: IncomingMessage, res: ServerResponse, url: URL, id: string): void {
+export function serveLogs(supervisor: Supervisor, req: IncomingMessage, res: ServerResponse, url: URL, id: string, followers?: LogFollowers): void {
   const follow = followOf(url);
   const tail = tailOf(url, follow ? 0 : DEFAULT_TAIL_LINES);
   // Throws UnknownInstanceError (404) for an id that is not configured.
   const logs = supervisor.logs(id, { tail });
   if (!follow) return sendJson(res, 200, logs);
-  streamLines(supervisor, req, res, id, logs.lines);
+  streamLines(supervisor, req, res, id, logs.lines, followers);
 }
 
 // The SSE part, on its own so the hub's connection caps can wrap it: the tail first, then each line as it comes.
-export function streamLines(supervisor: Supervisor, req: IncomingMessage, res: ServerResponse, id: string, first: readonly unknown[]): void {
+export function streamLines(supervisor: Supervisor, req: IncomingMessage, res: ServerResponse, id: string, first: readonly unknown[], followers?: LogFollowers): void {
   req.socket.setNoDelay(true);
   res.writeHead(200, {
     ...BASE_HEADERS,
@@ -61,8 +96,7 @@ export function streamLines(supervisor: Supervisor, req: IncomingMessage, res: S
   const subscription = supervisor.output$(id).subscribe({
     next: (line) => write(frame(line)),
     complete: () => {
-      write(`event: shutdown\ndata: ${JSON.stringify({ type: 'shutdown', at: Date.now() })}\n\n`);
-      res.end();
+      if (!res.writableEnded) res.end(shutdownFrame());
     },
   });
   const heartbeat = setInterval(() => write(`: heartbeat ${new Date().toISOString()}\n\n`), HEARTBEAT_MS);
@@ -71,4 +105,5 @@ export function streamLines(supervisor: Supervisor, req: IncomingMessage, res: S
     clearInterval(heartbeat);
     subscription.unsubscribe();
   });
+  followers?.add(res);
 }

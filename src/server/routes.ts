@@ -7,6 +7,7 @@ import type { InstanceAction } from './commands.js';
 import { isDashboardPath, serveDashboardFile } from './dashboard.js';
 import type { EventHub } from './events.js';
 import { serveLogs } from './log-stream.js';
+import type { LogFollowers } from './log-stream.js';
 import { isAllowedHostHeader, isAllowedOrigin, isLoopbackHost } from './loopback.js';
 import type { WardenMetrics } from './metrics.js';
 import { HttpError, sendError, sendJson } from './respond.js';
@@ -17,6 +18,8 @@ export interface RouteContext {
   supervisor: Supervisor;
   token: string;
   hub: EventHub;
+  /** The open log-follow streams, ended by the server's close(). */
+  logFollowers: LogFollowers;
   metrics: WardenMetrics;
   dashboardDir: string;
   authorities: ReadonlySet<string>;
@@ -80,7 +83,7 @@ function routesOf(ctx: RouteContext): Route[] {
       pattern: LOGS_ROUTE,
       // `?follow=1` is a stream.
       noHead: true,
-      methods: { GET: (req, res, url, [rawId = '']) => serveLogs(supervisor, req, res, url, instanceIdOf(rawId)) },
+      methods: { GET: (req, res, url, [rawId = '']) => serveLogs(supervisor, req, res, url, instanceIdOf(rawId), ctx.logFollowers) },
     },
     {
       pattern: INSTANCE_ROUTE,

@@ -96,6 +96,33 @@ describe('logs API', () => {
     expect(lines.some((line) => line.text.startsWith('Launching Web UI with arguments'))).toBe(true);
   }, 30_000);
 
+  test('close() ends open follow streams with a shutdown frame at once, not after the 2 s grace', async () => {
+    const { id, base, token } = await setup();
+    const ended = new Promise<{ body: string; afterClose: number }>((resolve, reject) => {
+      let body = '';
+      let closedAt = 0;
+      const req = request(`${base}/api/instances/${id}/logs?follow=1&token=${token}`, { headers: { accept: 'text/event-stream' } }, (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          body += chunk;
+          if (closedAt === 0 && body.includes('retry: 2000')) {
+            closedAt = Date.now();
+            void server?.close();
+          }
+        });
+        res.on('end', () => resolve({ body, afterClose: Date.now() - closedAt }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const { body, afterClose } = await ended;
+    expect(body).toMatch(/event: shutdown\ndata: \{"type":"shutdown","at":\d+\}\n\n$/);
+    // The bound is the feature: without the tracking the stream is cut only by closeAllConnections after 2 s.
+    expect(afterClose).toBeLessThan(1900);
+    await server?.close();
+    expect((await fetch(`${base}/api/status`).catch((error: Error) => error)) instanceof Error).toBe(true);
+  }, 30_000);
+
   test('start and restart take { args } or { launchProfile }; an unknown profile is a 400 listing the known ones', async () => {
     const { id, base, token, port } = await setup();
     const started = await call(`${base}/api/instances/${id}/start?wait=1`, token, { method: 'POST', body: { args: ['--workers', '3'] } });
