@@ -33,6 +33,8 @@ import { reapLeftovers } from './process/reap.js';
 import type { ReapReport } from './process/reap.js';
 import { Registry, launchRecord } from './process/registry.js';
 import { startSentinel } from './process/sentinel.js';
+import { chooseContainment } from './process/containment.js';
+import type { ContainmentChoice } from './process/containment.js';
 import { startWindowsGuard } from './process/windows.js';
 import type { WindowsGuard } from './process/windows.js';
 import type { Sentinel } from './process/sentinel.js';
@@ -67,6 +69,8 @@ export interface InstanceStatus {
   lastReport: MachineReport | null;
   stopReason: string | null;
   counts: RoleCounts;
+  /** How the kernel holds the tree (chosen at start; `null` before): backend, why, and the live launch's cgroup. */
+  containment: { backend: ContainmentChoice['backend']; reason: string; cgroup: string | null } | null;
 }
 
 /** The whole supervisor as `status()` shows it. */
@@ -139,6 +143,8 @@ interface InstanceRuntime {
   counts: RoleCounts;
   /** Windows: the tracker's `adoptions` when its record last went to the registry (-1: write it again). */
   windowsPersisted: number;
+  /** The containment backend chosen in ready() (before anything spawns). */
+  containment: ContainmentChoice | undefined;
 }
 
 const EVENT_HISTORY = 200;
@@ -177,6 +183,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       notifyRoles: undefined,
       counts: emptyCounts(),
       windowsPersisted: -1,
+      containment: undefined,
     });
   }
   const runtimeOf = (id: string): InstanceRuntime => {
@@ -247,13 +254,14 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
           marker,
           logger: runtime.logger,
           windowsJob: instance.windowsJob,
+          ...(runtime.containment !== undefined && { containment: runtime.containment }),
           onRolesChanged: (roles) => {
             runtime.notifyRoles?.(roles.shell?.pid, roles.python?.pid);
             void registry?.update(marker, { ...(roles.shell && { shellPid: roles.shell.pid }), ...(roles.python && { pythonPid: roles.python.pid }) }).catch((error: unknown) => runtime.logger.error({ err: error }, 'registry update failed'));
           },
         });
         runtime.handle = handle;
-        const record = { instanceId: handle.instanceId, marker: handle.marker, root: handle.root, pgid: handle.pgid };
+        const record = { instanceId: handle.instanceId, marker: handle.marker, root: handle.root, pgid: handle.pgid, ...(handle.cgroup !== undefined && { cgroup: handle.cgroup }) };
         // Windows: the record carries the tree tracker's record; the sampler rewrites it whenever the tracker adopts.
         runtime.windowsPersisted = handle.windows?.adoptions ?? -1;
         await registry?.add(launchRecord(handle));
@@ -417,6 +425,11 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
   const ready = (): Promise<void> => {
     if (shutdownPromise !== undefined) return Promise.reject(new ShutDownError());
     readyPromise ??= (async () => {
+      // Containment is chosen once, before anything spawns; a backend asked for but unavailable throws here.
+      for (const runtime of runtimes.values()) {
+        runtime.containment ??= chooseContainment(runtime.config.containment, { instanceId: runtime.config.id, windowsJob: runtime.config.windowsJob });
+        runtime.logger.info({ containment: runtime.containment }, `containment: ${runtime.containment.backend}`);
+      }
       lock = await acquireLock(config.stateDir);
       if (lock.takenOverFrom !== undefined) logger.warn({ previous: lock.takenOverFrom }, 'took over a stale supervisor lock');
       try {
@@ -588,6 +601,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       lastReport: context?.lastReport ?? null,
       stopReason: context?.stopReason ?? null,
       counts: runtime.counts,
+      containment: runtime.containment === undefined ? null : { backend: runtime.containment.backend, reason: runtime.containment.reason, cgroup: runtime.handle?.cgroup ?? null },
     };
   };
 

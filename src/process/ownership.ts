@@ -71,8 +71,8 @@ const defaultReadMarker = (pid: number): string | undefined =>
 
 // Every live process of the table proven to belong to the owner, shells first, then top-down.
 export function collectOwned(owner: OwnerRecord, table: ProcessTable, options: CollectOptions = {}): OwnedProcess[] {
-  if (owner.cgroup !== undefined && table.backend === 'proc') return collectCgroupOwned(owner, owner.cgroup, table);
   const readMarker = options.readMarker ?? defaultReadMarker;
+  if (owner.cgroup !== undefined && table.backend === 'proc') return collectCgroupOwned(owner, owner.cgroup, table, readMarker);
   const excluded = protectedPids(table);
   const proofs = new Map<number, Set<OwnershipProof>>();
   const prove = (pid: number, proof: OwnershipProof): boolean => {
@@ -130,14 +130,18 @@ export function collectOwned(owner: OwnerRecord, table: ProcessTable, options: C
 
 // The cgroup backend: the members of the launch cgroup (and its sub-cgroups), and nothing else. A record naming a
 // cgroup Warden did not make for this marker owns nothing (a corrupt registry never aims cgroup.kill elsewhere).
-function collectCgroupOwned(owner: OwnerRecord, cgroup: string, table: ProcessTable): OwnedProcess[] {
+// The marker is only the cross-check here: a member carrying it says so in its proofs; one without it is still ours.
+function collectCgroupOwned(owner: OwnerRecord, cgroup: string, table: ProcessTable, readMarker: (pid: number) => string | undefined): OwnedProcess[] {
   if (!isLaunchCgroup(cgroup, owner.marker)) return [];
   const excluded = protectedPids(table);
   const proofs = new Map<number, Set<OwnershipProof>>();
   for (const pid of cgroupMembers(cgroup)) {
     const info = table.processes.get(pid);
     if (excluded.has(pid) || info === undefined || info.state === 'Z' || info.state === 'X') continue;
-    proofs.set(pid, new Set(pid === owner.root.pid && identityHolds(owner.root, table) ? ['cgroup', 'root'] : ['cgroup']));
+    const set = new Set<OwnershipProof>(['cgroup']);
+    if (pid === owner.root.pid && identityHolds(owner.root, table)) set.add('root');
+    if (readMarker(pid) === owner.marker) set.add('marker');
+    proofs.set(pid, set);
   }
   return orderForSignalling(proofs, table);
 }
