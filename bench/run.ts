@@ -50,10 +50,10 @@ async function main(argv: string[]): Promise<void> {
           survivors.warden.markedAfter.max === 0 ? 'met' : 'NOT MET',
         ],
         [
-          'tree (a) cgroup stop → populated 0 vs tree-kill signal (median ms)',
-          ms(containment.cgroupStop.median),
+          'tree (a) cgroup.kill → populated 0 vs tree-kill signal (median ms)',
+          ms(containment.cgroupImmediate.median),
           ms(containment.treeKill.median),
-          containment.ratioStop.toFixed(2),
+          containment.ratioImmediate.toFixed(2),
           '≤ 0.30',
           containment.goalMet ? 'met' : 'NOT MET',
         ],
@@ -80,7 +80,7 @@ async function main(argv: string[]): Promise<void> {
     summary: {
       terminate: { wardenMedianMs: terminate.warden.median, treeKillMedianMs: terminate.treeKill.median, ratio: terminate.ratioOfMedians, goal: 0.5, met: terminate.goalMet },
       survivors: { wardenLeftAlive: survivors.warden.markedAfter, treeKillLeftAlive: survivors.treeKill.aliveAfter1s },
-      containment: { cgroupStopMedianMs: containment.cgroupStop.median, cgroupImmediateMedianMs: containment.cgroupImmediate.median, treeKillMedianMs: containment.treeKill.median, ratio: containment.ratioStop, goal: 0.3, met: containment.goalMet },
+      containment: { cgroupStopMedianMs: containment.cgroupStop.median, cgroupImmediateMedianMs: containment.cgroupImmediate.median, treeKillMedianMs: containment.treeKill.median, ratio: containment.ratioImmediate, gracefulRatio: containment.ratioStop, goal: 0.3, met: containment.goalMet },
       snapshot: { snapshotMedianMs: snap.snapshot.median, psListMedianMs: snap.psList.median, ratio: snap.ratio, goal: 0.25, met: snap.goalMet },
     },
   });

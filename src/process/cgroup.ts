@@ -261,6 +261,22 @@ export function removeCgroup(path: string): boolean {
   }
 }
 
+// Every Warden launch cgroup under each writable hierarchy's `warden/` parent (for audits), with whether it has members.
+export function launchCgroups(): Array<{ path: string; populated: boolean }> {
+  const found: Array<{ path: string; populated: boolean }> = [];
+  const own = ownCgroupPath();
+  for (const mount of cgroup2Mounts()) {
+    const parents = new Set([join(mount, CGROUP_PARENT), ...(own !== undefined && own !== '/' ? [join(mount, own, CGROUP_PARENT)] : [])]);
+    for (const parent of parents) {
+      for (const path of subCgroups(parent)) {
+        if (basename(path).startsWith('probe-')) continue;
+        found.push({ path, populated: readCgroupEvents(path)?.populated ?? false });
+      }
+    }
+  }
+  return found;
+}
+
 // Which cgroup a pid is in now (its 0:: line, relative to the hierarchy's root), or undefined when it is gone.
 export function cgroupOf(pid: number): string | undefined {
   try {

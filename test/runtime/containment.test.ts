@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, test } from 'vitest';
 import { launch, snapshotProcSync } from '../../src/process/index.js';
+import { createMetrics } from '../../src/server/metrics.js';
 import { cgroupExists } from '../../src/process/cgroup.js';
 import { chooseContainment } from '../../src/process/containment.js';
 import type { ContainmentChoice } from '../../src/process/containment.js';
@@ -75,6 +76,9 @@ describe.each(backends.map((choice) => [choice.backend, choice] as const))('%s b
     try {
       await supervisor.start(instance.id);
       expect(supervisor.status().instances[0]?.containment?.backend).toBe(backend);
+      const metrics = createMetrics(supervisor, { defaultMetrics: false });
+      expect(await metrics.render()).toContain(`warden_instance_containment{instance="${instance.id}",backend="${backend}"} 1`);
+      metrics.close();
       await waitFor(() => (supervisor.status().instances[0]?.restarts ?? 0) >= 5, 60_000, '5 crash-restarts');
       await supervisor.stop(instance.id);
     } finally {
