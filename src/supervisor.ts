@@ -34,6 +34,7 @@ import type { ReapReport } from './process/reap.js';
 import { Registry, launchRecord } from './process/registry.js';
 import { startSentinel } from './process/sentinel.js';
 import { chooseContainment } from './process/containment.js';
+import { launchCgroupOf } from './process/cgroup.js';
 import type { ContainmentChoice } from './process/containment.js';
 import { startWindowsGuard } from './process/windows.js';
 import type { WindowsGuard } from './process/windows.js';
@@ -532,8 +533,10 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       orphanedDetected += group.processes.length;
       const oldest = [...group.processes].sort((a, b) => (a.startTime ?? 0) - (b.startTime ?? 0))[0];
       if (oldest === undefined) return;
+      // A stale tree still in its launch cgroup is stopped by the cgroup (its clean-environment members too).
+      const cgroup = group.processes.map((entry) => launchCgroupOf(entry.pid, group.marker)).find((path) => path !== undefined);
       const report = await terminate(
-        { instanceId: group.instanceId, marker: group.marker, root: { pid: oldest.pid, startTime: oldest.startTime, clock: 'proc' } },
+        { instanceId: group.instanceId, marker: group.marker, root: { pid: oldest.pid, startTime: oldest.startTime, clock: 'proc' }, ...(cgroup !== undefined && { cgroup }) },
         { graceMs: 1000 },
       );
       publish({ type: 'stale-reaped', at: Date.now(), instance: group.instanceId, marker: group.marker, pids: group.processes.map((entry) => entry.pid), report });

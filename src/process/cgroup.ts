@@ -277,6 +277,19 @@ export function launchCgroups(): Array<{ path: string; populated: boolean }> {
   return found;
 }
 
+// The launch cgroup a pid of `marker` lives in, when it is one Warden made for that marker (a stale tree whose record
+// is gone is then stopped by its cgroup, clean-environment members included); otherwise undefined.
+export function launchCgroupOf(pid: number, marker: string): string | undefined {
+  const relative = cgroupOf(pid);
+  if (relative === undefined || relative === '/') return undefined;
+  const mounts = cgroup2Mounts();
+  for (const mount of mounts) {
+    const path = join(mount, relative);
+    if (isLaunchCgroup(path, marker, mounts) && cgroupExists(path)) return path;
+  }
+  return undefined;
+}
+
 // Which cgroup a pid is in now (its 0:: line, relative to the hierarchy's root), or undefined when it is gone.
 export function cgroupOf(pid: number): string | undefined {
   try {

@@ -149,4 +149,22 @@ describe('reap by cgroup', () => {
     expect(isAliveNow(escapee.pid, escapee.startTime)).toBe(false);
     expect(cgroupExists(tree.cgroup as string)).toBe(false);
   });
+
+  test('a stale tree with no record left is stopped by the launch cgroup its marker carriers live in: the env -i escapee too', async () => {
+    const cgroupChoice = backends.find((choice) => choice.backend === 'cgroup');
+    expect(cgroupChoice, 'a writable cgroup v2 hierarchy on this machine').toBeDefined();
+    const cwd = tempDir('warden-stale-');
+    const pidFile = join(cwd, 'escapee.pid');
+    const id = uniqueId('stale');
+    const tree = await launch({ instanceId: id, command: '/bin/sh', args: ['-c', ESCAPE_SCRIPT, 'warden-test', pidFile], cwd, containment: cgroupChoice as ContainmentChoice, discoverIntervalMs: 0 });
+    ownForCleanup(tree);
+    const escapee = await readEscapee(pidFile);
+    const registry = await Registry.open(join(cwd, 'state'));
+
+    const report = await reapLeftovers({ registry, instanceIds: [id], graceMs: 500 });
+
+    expect(report.entries.find((candidate) => candidate.marker === tree.marker)).toMatchObject({ source: 'stale-marker', action: 'reaped', survivors: [] });
+    expect(isAliveNow(escapee.pid, escapee.startTime)).toBe(false);
+    expect(cgroupExists(tree.cgroup as string)).toBe(false);
+  });
 });
