@@ -2,7 +2,7 @@
 // can fork or relaunch) → SIGKILL shell wrappers, SIGTERM the rest, thaw → grace until `populated 0` →
 // freeze + cgroup.kill → confirmed dead = `cgroup.events` says `populated 0` (watched, not polled) → rmdir.
 import { readFileSync } from 'node:fs';
-import { cgroupExists, cgroupMembers, freezeCgroup, isLaunchCgroup, killCgroup, removeCgroup, waitCgroupEmpty, waitCgroupEvents } from './cgroup.js';
+import { cgroupExists, cgroupMembers, freezeCgroup, isLaunchCgroup, killCgroup, readCgroupEvents, removeCgroup, waitCgroupEmpty, waitCgroupEvents } from './cgroup.js';
 import { WardenError } from './errors.js';
 import type { OwnerRecord } from './ownership.js';
 import { readProcess } from './procfs.js';
@@ -71,39 +71,43 @@ export async function terminateCgroup(owner: OwnerRecord & { cgroup: string }, o
 
   let current = members();
   let empty = current.length === 0;
-
-  // 0. Ask politely while the tree still runs, then give it time to leave by itself.
-  if (!empty && options.beforeSignals !== undefined && options.immediate !== true) {
-    let delivered = true;
-    try {
-      delivered = (await options.beforeSignals()) !== false;
-    } catch {
-      delivered = false;
+  try {
+    // 0. Ask politely while the tree still runs, then give it time to leave by itself.
+    if (!empty && options.beforeSignals !== undefined && options.immediate !== true) {
+      let delivered = true;
+      try {
+        delivered = (await options.beforeSignals()) !== false;
+      } catch {
+        delivered = false;
+      }
+      if (delivered) empty = await waitEmpty(options.politeWaitMs ?? graceMs);
     }
-    if (delivered) empty = await waitEmpty(options.politeWaitMs ?? graceMs);
-  }
 
-  // 1–3. Freeze, signal while frozen (wrappers SIGKILL: a frozen wrapper cannot relaunch, a dead one never will), thaw, grace.
-  if (!empty && options.immediate !== true) {
-    freezeCgroup(path, true);
-    await waitCgroupEvents(path, (events) => events === undefined || events.frozen || !events.populated, FREEZE_WAIT_MS);
-    current = members();
-    const shellSignal = options.shellSignal ?? 'SIGKILL';
-    for (const info of current) send(info, classifyRole(info) === 'shell' ? shellSignal : 'SIGTERM');
-    freezeCgroup(path, false);
-    empty = await waitEmpty(graceMs);
-  }
-
-  // 4. Freeze again (no fork races the kill) and kill the whole cgroup in one write; 5. confirmed = populated 0.
-  if (!empty) {
-    escalated = true;
-    freezeCgroup(path, true);
-    for (const info of members()) {
-      const entry = seen.get(info.pid);
-      if (entry !== undefined) entry.signal = 'SIGKILL';
+    // 1–3. Freeze, signal while frozen (wrappers SIGKILL: a frozen wrapper cannot relaunch, a dead one never will), thaw, grace.
+    if (!empty && options.immediate !== true) {
+      freezeCgroup(path, true);
+      await waitCgroupEvents(path, (events) => events === undefined || events.frozen || !events.populated, FREEZE_WAIT_MS);
+      current = members();
+      const shellSignal = options.shellSignal ?? 'SIGKILL';
+      for (const info of current) send(info, classifyRole(info) === 'shell' ? shellSignal : 'SIGTERM');
+      freezeCgroup(path, false);
+      empty = await waitEmpty(graceMs);
     }
-    killCgroup(path);
-    empty = await waitCgroupEmpty(path, confirmMs);
+
+    // 4. Freeze again (no fork races the kill) and kill the whole cgroup in one write; 5. confirmed = populated 0.
+    if (!empty) {
+      escalated = true;
+      freezeCgroup(path, true);
+      for (const info of members()) {
+        const entry = seen.get(info.pid);
+        if (entry !== undefined) entry.signal = 'SIGKILL';
+      }
+      killCgroup(path);
+      empty = await waitCgroupEmpty(path, confirmMs);
+    }
+  } finally {
+    // Never leave a tree frozen (a failed write, a survivor): a frozen process can neither exit nor be reaped.
+    if (readCgroupEvents(path)?.frozen === true) freezeCgroup(path, false);
   }
   if (empty) return report([]);
   const survivors = members().map((info): Survivor => ({
@@ -112,7 +116,6 @@ export async function terminateCgroup(owner: OwnerRecord & { cgroup: string }, o
     role: classifyRole(info),
     reason: info.state === 'D' ? 'uninterruptible sleep (state D): the kernel delivers SIGKILL when the I/O returns' : `still in cgroup ${path} after cgroup.kill and ${confirmMs} ms`,
   }));
-  freezeCgroup(path, false);
   return report(survivors);
 }
 

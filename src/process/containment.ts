@@ -38,11 +38,20 @@ export function probeSubreaper(): { ok: true; reason: string } | { ok: false; re
 
 let cachedCgroup: ReturnType<typeof probeCgroup> | undefined;
 
+/** The machine checks `chooseContainment` makes; tests replace them to prove the refusals without changing the machine. */
+export interface ContainmentProbes {
+  cgroup?: typeof probeCgroup;
+  subreaper?: typeof probeSubreaper;
+  platform?: NodeJS.Platform;
+}
+
 // Chooses the backend for `request` (`auto` by default); an explicit backend that is unavailable throws
 // ContainmentError naming the instance and what is missing, never a silent fallback.
-export function chooseContainment(request: ContainmentRequest = 'auto', context: { instanceId?: string; windowsJob?: boolean } = {}): ContainmentChoice {
+export function chooseContainment(request: ContainmentRequest = 'auto', context: { instanceId?: string; windowsJob?: boolean } = {}, probes: ContainmentProbes = {}): ContainmentChoice {
   const who = context.instanceId === undefined ? '' : ` for "${context.instanceId}"`;
-  if (process.platform === 'win32') {
+  const platform = probes.platform ?? process.platform;
+  const checkSubreaper = probes.subreaper ?? probeSubreaper;
+  if (platform === 'win32') {
     if (request === 'cgroup' || request === 'subreaper') {
       throw new ContainmentError('CONTAINMENT_UNAVAILABLE', `containment "${request}"${who} is not available on Windows (the kill-on-close Job Object, windowsJob, is Windows's containment)`);
     }
@@ -52,15 +61,14 @@ export function chooseContainment(request: ContainmentRequest = 'auto', context:
   }
   if (request === 'marker') return { backend: 'marker', reason: 'containment "marker" requested: environment marker, pid + start time, process group' };
   if (request === 'auto' || request === 'cgroup') {
-    cachedCgroup ??= probeCgroup();
-    const cgroup = cachedCgroup;
+    const cgroup = probes.cgroup !== undefined ? probes.cgroup() : (cachedCgroup ??= probeCgroup());
     if (cgroup.ok) return { backend: 'cgroup', cgroupParent: cgroup.parent, reason: cgroup.reason };
     if (request === 'cgroup') throw new ContainmentError('CONTAINMENT_UNAVAILABLE', `containment "cgroup"${who} is not available: ${cgroup.reason}`);
-    const subreaper = probeSubreaper();
+    const subreaper = checkSubreaper();
     if (subreaper.ok) return { backend: 'subreaper', reason: `auto: ${cgroup.reason}; using a child subreaper (${subreaper.reason})` };
     return { backend: 'marker', reason: `auto: ${cgroup.reason}; ${subreaper.reason}; marker only` };
   }
-  const subreaper = probeSubreaper();
+  const subreaper = checkSubreaper();
   if (subreaper.ok) return { backend: 'subreaper', reason: `containment "subreaper" requested: ${subreaper.reason}` };
   throw new ContainmentError('CONTAINMENT_UNAVAILABLE', `containment "subreaper"${who} is not available: ${subreaper.reason}`);
 }

@@ -232,6 +232,28 @@ describe('choosing a backend', () => {
       expect(() => chooseContainment(request, { instanceId: 'webui' })).toThrow(ContainmentError);
     }
   });
+
+  test('a machine without a writable cgroup: auto falls to the subreaper and says why; an explicit cgroup is refused naming the instance', () => {
+    const noCgroup = { cgroup: () => ({ ok: false as const, reason: 'no writable cgroup v2 hierarchy (/sys/fs/cgroup: EACCES)' }) };
+    const auto = chooseContainment('auto', { instanceId: 'webui' }, noCgroup);
+    expect(auto.backend).toBe('subreaper');
+    expect(auto.reason).toContain('EACCES');
+    expect(() => chooseContainment('cgroup', { instanceId: 'webui' }, noCgroup)).toThrow(/containment "cgroup" for "webui" is not available: no writable cgroup v2 hierarchy/);
+    try {
+      chooseContainment('cgroup', { instanceId: 'webui' }, noCgroup);
+    } catch (error) {
+      expect(error).toMatchObject({ code: 'CONTAINMENT_UNAVAILABLE' });
+    }
+  });
+
+  test('a machine with neither (macOS): auto is the marker, and asking for cgroup or subreaper is an error, not a fallback', () => {
+    const mac = { platform: 'darwin' as const, cgroup: () => ({ ok: false as const, reason: 'cgroups exist on Linux only (this is darwin)' }), subreaper: () => ({ ok: false as const, reason: 'PR_SET_CHILD_SUBREAPER is Linux-only (this is darwin)' }) };
+    expect(chooseContainment('auto', {}, mac)).toMatchObject({ backend: 'marker', reason: expect.stringContaining('Linux-only') });
+    expect(() => chooseContainment('subreaper', { instanceId: 'webui' }, mac)).toThrow(ContainmentError);
+    expect(() => chooseContainment('cgroup', { instanceId: 'webui' }, mac)).toThrow(ContainmentError);
+    expect(chooseContainment('auto', { windowsJob: true }, { platform: 'win32' }).backend).toBe('job-object');
+    expect(() => chooseContainment('cgroup', { instanceId: 'webui' }, { platform: 'win32' })).toThrow(/not available on Windows/);
+  });
 });
 
 // The subreaper's tree: the root and everything below it in the process table now.

@@ -127,6 +127,13 @@ describe.each(backends.map((choice) => [choice.backend, choice] as const))('%s b
   }, 60_000);
 });
 
+describe('config', () => {
+  test('an unknown containment backend is a ConfigError naming the field and the value, before anything runs', () => {
+    expect(() => makeSupervisor([{ id: 'webui', command: '/bin/true', containment: 'jail' }])).toThrow(/containment/);
+    expect(() => makeSupervisor([{ id: 'webui', command: '/bin/true', containment: 'jail' }])).toThrow(/jail/);
+  });
+});
+
 describe('reap by cgroup', () => {
   test('a registry record with a cgroup is reaped by the cgroup after a force close: escapee dead, cgroup removed, record gone', async () => {
     const cgroupChoice = backends.find((choice) => choice.backend === 'cgroup');
