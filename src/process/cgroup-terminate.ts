@@ -109,7 +109,10 @@ export async function terminateCgroup(owner: OwnerRecord & { cgroup: string }, o
     // Never leave a tree frozen (a failed write, a survivor): a frozen process can neither exit nor be reaped.
     if (readCgroupEvents(path)?.frozen === true) freezeCgroup(path, false);
   }
-  if (empty) return report([]);
+  if (empty) {
+    await exitsVisible([...seen.values()].map((entry) => entry.info));
+    return report([]);
+  }
   const survivors = members().map((info): Survivor => ({
     pid: info.pid,
     name: info.name,
@@ -117,6 +120,24 @@ export async function terminateCgroup(owner: OwnerRecord & { cgroup: string }, o
     reason: info.state === 'D' ? 'uninterruptible sleep (state D): the kernel delivers SIGKILL when the I/O returns' : `still in cgroup ${path} after cgroup.kill and ${confirmMs} ms`,
   }));
   return report(survivors);
+}
+
+/** How long /proc may lag behind `populated 0` before the report is returned anyway (the proof is the kernel's). */
+const EXIT_VISIBLE_MS = 200;
+
+// `populated 0` comes from cgroup_exit() inside do_exit(), a moment before the task turns zombie: wait (briefly)
+// until /proc agrees too, so nobody reading the table right after a confirmed stop sees a member still "running".
+async function exitsVisible(members: ProcessInfo[]): Promise<void> {
+  const deadline = performance.now() + EXIT_VISIBLE_MS;
+  const running = (info: ProcessInfo): boolean => {
+    const now = readProcess(info.pid, false, false);
+    return now !== undefined && now.startTime === info.startTime && now.state !== 'Z' && now.state !== 'X';
+  };
+  let pending = members.filter(running);
+  while (pending.length > 0 && performance.now() < deadline) {
+    await new Promise((resolveLater) => setTimeout(resolveLater, 1));
+    pending = pending.filter(running);
+  }
 }
 
 // Whether the pid's cgroup (its 0:: line) is the launch cgroup or one below it. Launch cgroups always end in
