@@ -46,7 +46,11 @@ function processesUnder(dir: string, script: string): number[] {
     if (info.state === 'Z' || !info.name.startsWith('python')) continue;
     if (info.cmdline?.some((arg) => arg.startsWith(dir) && arg.endsWith(script)) === true) pids.push(info.pid);
   }
-  return pids;
+  // A fork of launch.py that has not exec'd worker.py yet still shows launch.py's argv: a child of a counted
+  // process is that moment of the same tree, not a second one.
+  const counted = new Set(pids);
+  const table = snapshotProcSync(false);
+  return pids.filter((pid) => !counted.has(table.processes.get(pid)?.ppid ?? 0));
 }
 
 async function readEscapee(pidFile: string): Promise<{ pid: number; startTime: number | undefined }> {
