@@ -1,6 +1,8 @@
 // Shared helpers for the benchmarks: the fake WebUI tree, marker read-back, cleanup, statistics, output.
 // House rules: nothing here signals a process by name or pattern. Trees are stopped through terminate(handle);
 // the last-resort fallback only SIGKILLs pids whose /proc/PID/environ carries the handle's own marker.
+import { chooseContainment } from '../src/process/containment.js';
+import type { ContainmentChoice } from '../src/process/containment.js';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -145,7 +147,9 @@ function watchingLogger(onRunning: () => void): Logger {
 }
 
 // Launches `bash webui.sh --port 0 <args>` from examples/fake-webui through the real launch(), in a temp state dir.
-export async function launchTree(args: readonly string[]): Promise<BenchTree> {
+// The containment backend defaults to `marker`, so the signal-protocol benches keep measuring that protocol;
+// bench/containment.bench.ts passes the cgroup backend.
+export async function launchTree(args: readonly string[], containment: ContainmentChoice = chooseContainment('marker')): Promise<BenchTree> {
   const stateDir = mkdtempSync(join(os.tmpdir(), 'warden-bench-'));
   let runningLines = 0;
   let handle: TreeHandle;
@@ -156,6 +160,7 @@ export async function launchTree(args: readonly string[]): Promise<BenchTree> {
       args: ['webui.sh', '-f', '--port', '0', ...args],
       cwd: FAKE_WEBUI_DIR,
       env: { FAKE_WEBUI_STATE_DIR: stateDir },
+      containment,
       logger: watchingLogger(() => {
         runningLines += 1;
       }),

@@ -7,6 +7,7 @@ import { installSignalCleanup, cleanupAll, machineInfo, ms, numberFlag, printMac
 import { runSnapshotBench } from './snapshot.bench.js';
 import { runSurvivorsBench } from './survivors.bench.js';
 import { runTerminateBench } from './terminate.bench.js';
+import { runContainmentBench } from './containment.bench.js';
 
 async function main(argv: string[]): Promise<void> {
   installSignalCleanup();
@@ -24,6 +25,7 @@ async function main(argv: string[]): Promise<void> {
   const terminate = await runTerminateBench({ rounds: options.rounds, profileRounds: options.profileRounds });
   const survivors = await runSurvivorsBench({ rounds: options.survivorRounds });
   const snap = await runSnapshotBench({ rounds: options.snapshotRounds, warmup: 5 });
+  const containment = await runContainmentBench({ rounds: options.rounds });
   const elapsedS = (performance.now() - started) / 1000;
 
   console.log('\n== summary ==');
@@ -48,6 +50,14 @@ async function main(argv: string[]): Promise<void> {
           survivors.warden.markedAfter.max === 0 ? 'met' : 'NOT MET',
         ],
         [
+          'tree (a) cgroup.kill → populated 0 vs tree-kill signal (median ms)',
+          ms(containment.cgroupImmediate.median),
+          ms(containment.treeKill.median),
+          containment.ratioImmediate.toFixed(2),
+          '≤ 0.30',
+          containment.goalMet ? 'met' : 'NOT MET',
+        ],
+        [
           'snapshot() vs psList() (median ms)',
           ms(snap.snapshot.median),
           ms(snap.psList.median),
@@ -70,6 +80,7 @@ async function main(argv: string[]): Promise<void> {
     summary: {
       terminate: { wardenMedianMs: terminate.warden.median, treeKillMedianMs: terminate.treeKill.median, ratio: terminate.ratioOfMedians, goal: 0.5, met: terminate.goalMet },
       survivors: { wardenLeftAlive: survivors.warden.markedAfter, treeKillLeftAlive: survivors.treeKill.aliveAfter1s },
+      containment: { cgroupStopMedianMs: containment.cgroupStop.median, cgroupImmediateMedianMs: containment.cgroupImmediate.median, treeKillMedianMs: containment.treeKill.median, ratio: containment.ratioImmediate, gracefulRatio: containment.ratioStop, goal: 0.3, met: containment.goalMet },
       snapshot: { snapshotMedianMs: snap.snapshot.median, psListMedianMs: snap.psList.median, ratio: snap.ratio, goal: 0.25, met: snap.goalMet },
     },
   });

@@ -82,6 +82,8 @@ export interface InstanceConfig {
   restart: RestartConfig;
   /** Windows only: run the tree inside a kill-on-close Job Object (through Warden's job launcher). */
   windowsJob: boolean;
+  /** POSIX: how the kernel holds the tree (src/process/containment.ts); `auto` picks the strongest available. */
+  containment: 'auto' | 'cgroup' | 'subreaper' | 'marker';
 }
 
 /** Process-count limits; a level is reached when either count is above its limit. */
@@ -265,6 +267,10 @@ const instanceSchema = z
       .boolean()
       .default(true)
       .describe('Windows only: run the tree inside a kill-on-close Job Object, so the kernel ends all of it when Warden dies. false: tracker, taskkill and the guard only.'),
+    containment: z
+      .enum(['auto', 'cgroup', 'subreaper', 'marker'])
+      .default('auto')
+      .describe('How the kernel holds the tree: cgroup (v2, writable), subreaper (PR_SET_CHILD_SUBREAPER shim), marker (environment marker only); auto picks the first available. An explicit one that is unavailable fails start before anything spawns.'),
   })
   .superRefine(
     (instance, ctx) => {
@@ -873,6 +879,7 @@ function resolveInstance(instance: ParsedInstance, baseDir: string): InstanceCon
     stopGraceMs: instance.stopGraceMs,
     restart: { ...instance.restart },
     windowsJob: instance.windowsJob,
+    containment: instance.containment,
   };
 }
 

@@ -33,6 +33,9 @@ import { reapLeftovers } from './process/reap.js';
 import type { ReapReport } from './process/reap.js';
 import { Registry, launchRecord } from './process/registry.js';
 import { startSentinel } from './process/sentinel.js';
+import { chooseContainment } from './process/containment.js';
+import { launchCgroupOf } from './process/cgroup.js';
+import type { ContainmentChoice } from './process/containment.js';
 import { startWindowsGuard } from './process/windows.js';
 import type { WindowsGuard } from './process/windows.js';
 import type { Sentinel } from './process/sentinel.js';
@@ -83,6 +86,8 @@ export interface InstanceStatus extends SessionStatus {
   lastReport: InstanceReport | null;
   stopReason: string | null;
   counts: RoleCounts;
+  /** How the kernel holds the tree (chosen at start; `null` before): backend, why, and the live launch's cgroup. */
+  containment: { backend: ContainmentChoice['backend']; reason: string; cgroup: string | null } | null;
 }
 
 /** The whole supervisor as `status()` shows it. */
@@ -165,6 +170,8 @@ interface InstanceRuntime {
   windowsPersisted: number;
   /** Plan, output log, readiness and crash hints of the current start. */
   session: WebuiSession;
+  /** The containment backend chosen in ready() (before anything spawns). */
+  containment: ContainmentChoice | undefined;
 }
 
 const EVENT_HISTORY = 200;
@@ -206,6 +213,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       counts: emptyCounts(),
       windowsPersisted: -1,
       session: new WebuiSession(instance, config.stateDir, logger.child({ instance: instance.id })),
+      containment: undefined,
     });
   }
   const runtimeOf = (id: string): InstanceRuntime => {
@@ -285,6 +293,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
           logger: runtime.logger,
           windowsJob: instance.windowsJob,
           onOutput: (stream, line) => session.noteOutput(stream, line),
+          ...(runtime.containment !== undefined && { containment: runtime.containment }),
           onRolesChanged: (roles) => {
             for (const role of [roles.shell, roles.python]) if (role !== undefined) session.seenPids.add(role.pid);
             runtime.notifyRoles?.(roles.shell?.pid, roles.python?.pid);
@@ -293,7 +302,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         });
         runtime.handle = handle;
         session.launched(handle);
-        const record = { instanceId: handle.instanceId, marker: handle.marker, root: handle.root, pgid: handle.pgid };
+        const record = { instanceId: handle.instanceId, marker: handle.marker, root: handle.root, pgid: handle.pgid, ...(handle.cgroup !== undefined && { cgroup: handle.cgroup }) };
         // Windows: the record carries the tree tracker's record; the sampler rewrites it whenever the tracker adopts.
         runtime.windowsPersisted = handle.windows?.adoptions ?? -1;
         await registry?.add(launchRecord(handle));
@@ -492,6 +501,11 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
   const ready = (): Promise<void> => {
     if (shutdownPromise !== undefined) return Promise.reject(new ShutDownError());
     readyPromise ??= (async () => {
+      // Containment is chosen once, before anything spawns; a backend asked for but unavailable throws here.
+      for (const runtime of runtimes.values()) {
+        runtime.containment ??= chooseContainment(runtime.config.containment, { instanceId: runtime.config.id, windowsJob: runtime.config.windowsJob });
+        runtime.logger.info({ containment: runtime.containment }, `containment: ${runtime.containment.backend}`);
+      }
       lock = await acquireLock(config.stateDir);
       if (lock.takenOverFrom !== undefined) logger.warn({ previous: lock.takenOverFrom }, 'took over a stale supervisor lock');
       try {
@@ -594,8 +608,10 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       orphanedDetected += group.processes.length;
       const oldest = [...group.processes].sort((a, b) => (a.startTime ?? 0) - (b.startTime ?? 0))[0];
       if (oldest === undefined) return;
+      // A stale tree still in its launch cgroup is stopped by the cgroup (its clean-environment members too).
+      const cgroup = group.processes.map((entry) => launchCgroupOf(entry.pid, group.marker)).find((path) => path !== undefined);
       const report = await terminate(
-        { instanceId: group.instanceId, marker: group.marker, root: { pid: oldest.pid, startTime: oldest.startTime, clock: 'proc' } },
+        { instanceId: group.instanceId, marker: group.marker, root: { pid: oldest.pid, startTime: oldest.startTime, clock: 'proc' }, ...(cgroup !== undefined && { cgroup }) },
         { graceMs: 1000 },
       );
       publish({ type: 'stale-reaped', at: Date.now(), instance: group.instanceId, marker: group.marker, pids: group.processes.map((entry) => entry.pid), report });
@@ -664,6 +680,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       stopReason: context?.stopReason ?? null,
       counts: runtime.counts,
       ...runtime.session.status(snapshot !== undefined && topState(snapshot.value) === 'running'),
+      containment: runtime.containment === undefined ? null : { backend: runtime.containment.backend, reason: runtime.containment.reason, cgroup: runtime.handle?.cgroup ?? null },
     };
   };
 

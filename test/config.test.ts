@@ -71,6 +71,7 @@ describe('defaults', () => {
           stopGraceMs: 5000,
           restart: { onCrash: true, baseDelayMs: 1000, maxDelayMs: 60000, maxRestarts: 5, windowMs: 300000, resetAfterMs: 600000 },
           windowsJob: true,
+          containment: 'auto',
         },
       ],
       watchdog: {

@@ -59,6 +59,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--exit-immediately", action="store_true", help="exit 1 at once, before serving (crash loop)")
     p.add_argument("--ignore-sigterm", action="store_true",
                    help="launch.py, its workers and its daemon ignore SIGTERM; only SIGKILL ends them")
+    p.add_argument("--clean-env-worker", action="store_true",
+                   help="start workers with an empty environment (subprocess.Popen(env={})): no marker reaches them")
     p.add_argument("--daemon-grandchild", action="store_true",
                    help="start one process that double-forks + setsid away and sleeps forever")
     p.add_argument("--hang-after", type=float, default=None, metavar="S",
@@ -143,8 +145,10 @@ class Children:
             stdio: dict[str, Any] = {}
             if self.args.worker_stdio == "devnull":
                 stdio = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-            # env=None: the worker inherits our whole environment (the supervisor's marker too).
-            proc = subprocess.Popen(cmd, close_fds=True, **stdio)
+            # env=None: the worker inherits our whole environment (the supervisor's marker too);
+            # --clean-env-worker: env={} drops it, as a WebUI extension that sanitises its subprocess env does.
+            env: dict[str, str] | None = {} if self.args.clean_env_worker else None
+            proc = subprocess.Popen(cmd, close_fds=True, env=env, **stdio)
             self.procs.append(proc)
             say(f"worker {index} started pid {proc.pid}")
             return proc

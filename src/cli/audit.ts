@@ -5,6 +5,9 @@ import type { CountLimit } from '../../machines/index.js';
 import { STATE_DIR_VARIABLE, parseMarker, readEnvironVariable } from '../process/index.js';
 import type { Lookalike, ProcessTable } from '../process/index.js';
 import { reapLeftovers } from '../process/reap.js';
+import { launchCgroups } from '../process/cgroup.js';
+import { chooseContainment } from '../process/containment.js';
+import type { ContainmentBackend } from '../process/containment.js';
 import type { ReapEntry } from '../process/reap.js';
 import type { LaunchRecord, Registry } from '../process/registry.js';
 import { EXIT } from './exit.js';
@@ -62,6 +65,15 @@ export interface AuditReport {
   unproven: Array<{ instanceId: string; marker: string; rootPid: number; problem: string }>;
   /** Look like a WebUI, carry no marker: never Warden's to kill. */
   foreign: Array<Lookalike & { command: string }>;
+  /**
+   * How trees are contained on this machine: what `auto` picks here and why, what each configured instance asks
+   * for, and every Warden launch cgroup on disk (`populated`: has live members; `recorded`: a registry record names it).
+   */
+  containment: {
+    auto: { backend: ContainmentBackend; reason: string } | { backend: null; reason: string };
+    instances: Array<{ id: string; requested: string }>;
+    cgroups: Array<{ path: string; populated: boolean; recorded: boolean }>;
+  };
   counts: { python: number; shell: number; total: number; owned: number; stale: number; unmanaged: number; foreign: number };
   level: 'ok' | 'warning' | 'critical';
   reason: string;
@@ -138,6 +150,7 @@ export async function audit(target: Target, extraIds: readonly string[] = [], al
     command: row(table, lookalike).command,
   }));
 
+  const containment = auditContainment(target, records);
   const thresholds = target.config?.watchdog ?? DEFAULT_THRESHOLDS;
   const counted = new Map<number, ListedProcess>();
   for (const group of [...owned, ...stale]) for (const process of group.processes) counted.set(process.pid, process);
@@ -166,6 +179,7 @@ export async function audit(target: Target, extraIds: readonly string[] = [], al
     unmanaged,
     unproven,
     foreign,
+    containment,
     counts: {
       python,
       shell,
@@ -198,6 +212,23 @@ export function judge(
   if (counts.shell > warning.shell) return { level: 'warning', reason: `shell ${counts.shell} > ${warning.shell}` };
   if (counts.stale > 0) return { level: 'warning', reason: `${plural(counts.stale, 'stale process', 'stale processes')} left by an earlier run` };
   return { level: 'ok', reason: `python ${counts.python}, shell ${counts.shell}, nothing stale` };
+}
+
+// The machine's containment as `auto` sees it (the probe makes and removes one empty cgroup), and the launch cgroups on disk.
+function auditContainment(target: Target, records: LaunchRecord[]): AuditReport['containment'] {
+  let auto: AuditReport['containment']['auto'];
+  try {
+    const choice = chooseContainment('auto');
+    auto = { backend: choice.backend, reason: choice.reason };
+  } catch (error) {
+    auto = { backend: null, reason: (error as Error).message };
+  }
+  const recorded = new Set(records.map((record) => record.cgroup).filter((path): path is string => path !== undefined));
+  return {
+    auto,
+    instances: (target.config?.instances ?? []).map((instance) => ({ id: instance.id, requested: instance.containment })),
+    cgroups: launchCgroups().map((cgroup) => ({ ...cgroup, recorded: recorded.has(cgroup.path) })),
+  };
 }
 
 // The state directory handed down beside the marker, read from the first carrier that has one (never on Windows:
@@ -244,6 +275,13 @@ function printAudit(out: Output, report: AuditReport): void {
   );
   const t = report.thresholds;
   out.line(`  thresholds   warning python > ${t.warning.python} or shell > ${t.warning.shell}; critical python > ${t.critical.python} or shell > ${t.critical.shell} (${t.source})`);
+  const k = report.containment;
+  out.line(`  containment  ${k.auto.backend ?? 'none'} here (${k.auto.reason})${k.instances.length > 0 ? `; configured: ${k.instances.map((entry) => `${entry.id} ${entry.requested}`).join(', ')}` : ''}`);
+  if (k.cgroups.length > 0) {
+    const populated = k.cgroups.filter((cgroup) => cgroup.populated);
+    const unrecorded = populated.filter((cgroup) => !cgroup.recorded);
+    out.line(`  cgroups      ${plural(k.cgroups.length, 'launch cgroup')} (${populated.length} populated${unrecorded.length > 0 ? `, ${unrecorded.length} populated without a record here: ${unrecorded.map((cgroup) => cgroup.path).join(', ')}` : ''})`);
+  }
   for (const problem of report.problems) out.line(style.yellow(`  note: ${problem}`));
 
   section(out, `Owned by the live supervisor`, report.owned, (group) => group.processes);

@@ -1,4 +1,5 @@
 // Process identity: a pid is only "the same process" while its start time matches what we recorded.
+import { readStartTimeDarwin } from './darwin.js';
 import { hasProcfs, readStartTime } from './procfs.js';
 import type { ProcessIdentity, ProcessTable } from './types.js';
 
@@ -17,6 +18,7 @@ export function comparableStart(identity: ProcessIdentity, table: ProcessTable):
 
 // Re-reads the identity from the live system right before a signal; false when the pid is gone or reused.
 export function identityHoldsNow(identity: ProcessIdentity): boolean {
+  if (!hasProcfs && process.platform === 'darwin') return darwinIdentityHolds(identity);
   if (!hasProcfs) {
     // Without /proc we can only ask whether the pid exists; callers use this path on macOS/Windows only.
     try {
@@ -34,7 +36,19 @@ export function identityHoldsNow(identity: ProcessIdentity): boolean {
 
 // The identity of a pid as the live system reports it now.
 export function currentIdentity(pid: number): ProcessIdentity | undefined {
+  if (!hasProcfs && process.platform === 'darwin') {
+    const startTime = readStartTimeDarwin(pid);
+    return startTime === undefined ? undefined : { pid, startTime, clock: 'ps-list' };
+  }
   if (!hasProcfs) return { pid, startTime: undefined };
   const now = readStartTime(pid);
   return now === undefined ? undefined : { pid, startTime: now.startTime, clock: 'proc' };
+}
+
+// macOS: the start time is read again from ps; a pid whose start time cannot be read (or was never recorded in the
+// ps clock) is refused: on its own a pid proves nothing.
+export function darwinIdentityHolds(identity: ProcessIdentity, readStart: (pid: number) => number | undefined = readStartTimeDarwin): boolean {
+  if (identity.startTime === undefined || (identity.clock ?? 'proc') !== 'ps-list') return false;
+  const now = readStart(identity.pid);
+  return now !== undefined && now === identity.startTime;
 }

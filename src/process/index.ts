@@ -26,3 +26,5 @@ export type { ReapOptions, ReapReport, ReapEntry, FoundProcess } from './reap.js
 export { startSentinel, SentinelError, SENTINEL_READY } from './sentinel.js';
 export type { Sentinel, SentinelOptions, SentinelExit, SentinelMessage } from './sentinel.js';
 export { readEnvironVariable } from './procfs.js';
+export { chooseContainment, ContainmentError } from './containment.js';
+export type { ContainmentBackend, ContainmentChoice, ContainmentRequest } from './containment.js';

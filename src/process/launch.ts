@@ -9,6 +9,10 @@ import { rootLogger } from '../logging.js';
 import { LaunchError } from './errors.js';
 import { currentIdentity, identityHolds } from './identity.js';
 import { JOB_READY_PREFIX, jobLauncherArgs } from './job-launcher.js';
+import { chooseContainment } from './containment.js';
+import type { ContainmentChoice } from './containment.js';
+import { startContained } from './contained-launch.js';
+import type { ContainedStart } from './contained-launch.js';
 import { collectOwned } from './ownership.js';
 import type { CollectOptions, OwnedProcess, OwnerRecord } from './ownership.js';
 import { nextReadSequence, snapshot } from './snapshot.js';
@@ -44,6 +48,11 @@ export interface LaunchSpec {
   windowsJob?: boolean;
   /** Windows: how long the job launcher may take to report the command contained. Default 30000 (node.exe cold start). */
   jobReadyTimeoutMs?: number;
+  /**
+   * POSIX: how the kernel holds the tree (containment.ts). Default `chooseContainment('auto')`: a cgroup v2 where
+   * one is writable, else a child subreaper shim, else the marker alone. Pass a choice made once at start.
+   */
+  containment?: ContainmentChoice;
 }
 
 /** The Job Object around a Windows tree: the launcher holding it is the root (`root.pid`); `pid` is the command itself. */
@@ -73,6 +82,8 @@ export interface TreeHandle extends OwnerRecord {
   readonly windows: WindowsTreeTracker | undefined;
   /** Windows: the kill-on-close Job Object holding the tree, when launched with one (the default). */
   readonly windowsJob: WindowsJobInfo | undefined;
+  /** How the tree is contained (backend, cgroup path, and the subreaper shim's command pid). */
+  readonly containment: ContainmentChoice & { cgroup?: string; commandPid?: number };
   /** Re-identifies the shell parent and Python from a table; returns whether anything changed. */
   identify(table: ProcessTable, options?: CollectOptions & { owned?: OwnedProcess[] }): boolean;
   /** Stops the discovery timer; terminate does not need it. */
@@ -166,17 +177,28 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
   }
   const logger = (spec.logger ?? rootLogger).child({ instance: spec.instanceId });
   const useJob = process.platform === 'win32' && spec.windowsJob !== false;
+  const containment = spec.containment ?? chooseContainment('auto', { instanceId: spec.instanceId, ...(spec.windowsJob !== undefined && { windowsJob: spec.windowsJob }) });
+  // POSIX: the cgroup join step or the subreaper shim goes in front of the command (contained-launch.ts).
+  let contained: ContainedStart | undefined;
+  try {
+    contained = process.platform === 'win32' ? undefined : startContained(containment, marker, application, spec.args ?? []);
+  } catch (error) {
+    throw new LaunchError('CONTAINMENT_FAILED', `${prefix}${(error as Error).message}`, { cause: error });
+  }
   // Windows: node.exe runs the job launcher, which starts the command suspended inside the job.
-  const file = useJob ? process.execPath : spec.command;
-  const args = useJob ? await jobLauncherArgs(application, [spec.command, ...(spec.args ?? [])]) : [...(spec.args ?? [])];
+  const file = useJob ? process.execPath : (contained?.file ?? spec.command);
+  const args = useJob ? await jobLauncherArgs(application, [spec.command, ...(spec.args ?? [])]) : (contained?.args ?? [...(spec.args ?? [])]);
 
   // PROCESS LIFECYCLE: creates a subprocess
   // Parent tracking: root pid + start time, process group (detached: new session/group), marker env
   //   WARDEN_INSTANCE=<id>:<token> inherited by every descendant.
   // Cleanup handled by: terminate(handle) (the runtime's terminateTree), the sentinel when the supervisor
   //   dies, and reap-at-next-start from the registry.
-  // Known risks: a descendant that clears its environment AND leaves the group AND is reparented escapes
-  //   all three proofs (cgroups would catch it; not available everywhere).
+  //   Containment (contained-launch.ts): `cgroup` — sh joins the launch cgroup, then execs the command, so the
+  //   whole tree is born in it; `subreaper` — the root is a shim with PR_SET_CHILD_SUBREAPER that runs the command
+  //   and adopts every orphan until the last descendant is gone.
+  // Known risks: with the `marker` backend only, a descendant that clears its environment AND leaves the group
+  //   AND is reparented escapes all three proofs (the cgroup and subreaper backends catch it).
   // Windows: the root is the job launcher (job-launcher.ts), tied to us by its stdin pipe and by Node's own
   //   kill-on-close job; when it ends, for any reason, the kernel ends the whole tree with its Job Object.
   const subprocess = execa(file, args, {
@@ -186,7 +208,8 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     detached: process.platform !== 'win32',
     cleanup: false,
     // The job launcher's stdin is its tether: EOF there means we are gone (never written, never ended).
-    stdin: useJob ? 'pipe' : 'ignore',
+    // The subreaper shim reports on fd 3 (not inherited by the command).
+    ...(contained?.control === true ? { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] as const } : { stdin: useJob ? ('pipe' as const) : ('ignore' as const) }),
     buffer: false,
     reject: false,
     windowsHide: true,
@@ -199,6 +222,7 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     });
   } catch (error) {
     await subprocess;
+    contained?.abandon();
     throw new LaunchError('SPAWN_FAILED', `${prefix}${(error as Error).message}`, { cause: error });
   }
   const pid = subprocess.pid as number;
@@ -231,12 +255,19 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
   }
 
   // 'exit', not the execa promise: orphaned workers keep our output pipes open long after the root is gone.
+  // Under the subreaper shim the command's own exit comes first, on the shim's fd 3 (the shim stays for orphans).
   let hasExited = false;
+  let rootExited = false;
   const exited = new Promise<ExitInfo>((resolveExit) => {
-    subprocess.once('exit', (code, signal) => {
+    const settle = (code: number | null, signal: string | null): void => {
       hasExited = true;
       resolveExit({ code, signal });
+    };
+    subprocess.once('exit', (code, signal) => {
+      rootExited = true;
+      settle(code, signal);
     });
+    contained?.onCommandExit?.(settle);
   });
   // The execa promise settles when the pipes close; with `reject: false` it never rejects, but keep it handled.
   subprocess.catch(() => undefined);
@@ -267,6 +298,22 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     windowsJob = outcome;
   }
 
+  // POSIX: the root is in its cgroup / the shim runs the command, or nothing stays running and the launch is refused.
+  let containedInfo: { commandPid?: number } = {};
+  if (contained !== undefined) {
+    try {
+      containedInfo = await contained.confirm(subprocess, pid, exited);
+    } catch (error) {
+      // Our direct child, not yet reaped: its pid cannot have been reused.
+      if (!rootExited) subprocess.kill('SIGKILL');
+      await exited;
+      contained.abandon();
+      throw new LaunchError('CONTAINMENT_FAILED', `${prefix}${(error as Error).message}`, { cause: error });
+    }
+  }
+  const commandPid = containedInfo.commandPid;
+  const commandIdentity = commandPid === undefined ? root : (currentIdentity(commandPid) ?? { pid: commandPid, startTime: undefined });
+
   const windows = process.platform === 'win32' ? new WindowsTreeTracker({ root: { pid, startTime: undefined }, job: useJob, readsFrom, ...(baseline !== undefined && { baseline }) }) : undefined;
   let timer: NodeJS.Timeout | undefined;
   const handle: TreeHandle = {
@@ -274,6 +321,8 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     marker,
     root,
     pgid: process.platform === 'win32' ? undefined : pid,
+    ...(contained?.cgroup !== undefined && { cgroup: contained.cgroup }),
+    containment: { ...containment, ...(contained?.cgroup !== undefined && { cgroup: contained.cgroup }), ...(commandPid !== undefined && { commandPid }) },
     shell: undefined,
     python: undefined,
     windows,
@@ -287,11 +336,12 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
       // A caller that already collected this table's owned set (the sampler) passes it, so it is not done twice.
       const owned = windows !== undefined ? windows.owned(table) : (collectOptions?.owned ?? collectOwned(handle, table, collectOptions));
       let changed = false;
-      const rootInfo = owned.find((entry) => entry.info.pid === root.pid);
-      // The shell parent is the root, or (Windows, job launcher) the launcher's own child cmd.exe.
+      // The command: the root itself, or (subreaper shim) the shim's child.
+      const rootInfo = owned.find((entry) => entry.info.pid === commandIdentity.pid);
+      // The shell parent is the command, or (Windows, job launcher) the launcher's own child cmd.exe.
       const shellInfo = rootInfo?.role === 'shell' ? rootInfo : windowsJob !== undefined ? owned.find((entry) => entry.info.pid === windowsJob.pid && entry.role === 'shell') : undefined;
       if (handle.shell === undefined && shellInfo !== undefined) {
-        handle.shell = shellInfo === rootInfo ? { pid: root.pid, startTime: root.startTime, clock: root.clock } : { pid: shellInfo.info.pid, startTime: shellInfo.info.startTime, clock: table.backend };
+        handle.shell = shellInfo === rootInfo ? { pid: commandIdentity.pid, startTime: commandIdentity.startTime, clock: commandIdentity.clock } : { pid: shellInfo.info.pid, startTime: shellInfo.info.startTime, clock: table.backend };
         changed = true;
       }
       if (handle.python === undefined || !identityHolds(handle.python, table)) {

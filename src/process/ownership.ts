@@ -1,4 +1,5 @@
 // The owned set of a launch: every process we can prove is ours (tree with start time, marker, process group).
+import { cgroupMembers, isLaunchCgroup } from './cgroup.js';
 import { hasProcfs, readEnvironVariable } from './procfs.js';
 import { comparableStart, identityHolds } from './identity.js';
 import { classifyRole } from './roles.js';
@@ -14,10 +15,15 @@ export interface OwnerRecord {
   root: ProcessIdentity;
   /** The launch's process group (POSIX; equals the root pid). */
   pgid?: number | undefined;
+  /**
+   * The launch's cgroup v2 (the `cgroup` containment backend). When set, membership is THE proof: the owned set
+   * is the cgroup's members and nothing outside it is ever owned (cgroup.ts, collectCgroupOwned).
+   */
+  cgroup?: string | undefined;
 }
 
 /** Why a process is ours. */
-export type OwnershipProof = 'root' | 'tree' | 'marker' | 'group';
+export type OwnershipProof = 'root' | 'tree' | 'marker' | 'group' | 'cgroup';
 
 /** One owned process, with its role and the proofs that make it ours. */
 export interface OwnedProcess {
@@ -66,6 +72,7 @@ const defaultReadMarker = (pid: number): string | undefined =>
 // Every live process of the table proven to belong to the owner, shells first, then top-down.
 export function collectOwned(owner: OwnerRecord, table: ProcessTable, options: CollectOptions = {}): OwnedProcess[] {
   const readMarker = options.readMarker ?? defaultReadMarker;
+  if (owner.cgroup !== undefined && table.backend === 'proc') return collectCgroupOwned(owner, owner.cgroup, table, readMarker);
   const excluded = protectedPids(table);
   const proofs = new Map<number, Set<OwnershipProof>>();
   const prove = (pid: number, proof: OwnershipProof): boolean => {
@@ -118,6 +125,24 @@ export function collectOwned(owner: OwnerRecord, table: ProcessTable, options: C
     }
   }
 
+  return orderForSignalling(proofs, table);
+}
+
+// The cgroup backend: the members of the launch cgroup (and its sub-cgroups), and nothing else. A record naming a
+// cgroup Warden did not make for this marker owns nothing (a corrupt registry never aims cgroup.kill elsewhere).
+// The marker is only the cross-check here: a member carrying it says so in its proofs; one without it is still ours.
+function collectCgroupOwned(owner: OwnerRecord, cgroup: string, table: ProcessTable, readMarker: (pid: number) => string | undefined): OwnedProcess[] {
+  if (!isLaunchCgroup(cgroup, owner.marker)) return [];
+  const excluded = protectedPids(table);
+  const proofs = new Map<number, Set<OwnershipProof>>();
+  for (const pid of cgroupMembers(cgroup)) {
+    const info = table.processes.get(pid);
+    if (excluded.has(pid) || info === undefined || info.state === 'Z' || info.state === 'X') continue;
+    const set = new Set<OwnershipProof>(['cgroup']);
+    if (pid === owner.root.pid && identityHolds(owner.root, table)) set.add('root');
+    if (readMarker(pid) === owner.marker) set.add('marker');
+    proofs.set(pid, set);
+  }
   return orderForSignalling(proofs, table);
 }
 

@@ -1,5 +1,6 @@
 // Reaping what earlier runs left: every registry record, then every stale marker of an instance we manage.
 // On Windows only registry records that carry the tree tracker's record can be reaped (see restoreWindowsTree).
+import { launchCgroupOf } from './cgroup.js';
 import { collectOwned, findMarked, parseMarker } from './ownership.js';
 import { readEnvironVariable } from './procfs.js';
 import { STATE_DIR_VARIABLE } from './types.js';
@@ -237,11 +238,14 @@ function fromThisStateDir(members: ProcessInfo[], stateDir: string | undefined):
 // the root) covers every carrier; its group too when that carrier leads one (as launch() makes the root do).
 function staleOwner(instanceId: string, marker: string, members: ProcessInfo[]): OwnerRecord {
   const oldest = members.reduce((a, b) => ((b.startTime ?? Infinity) < (a.startTime ?? Infinity) || (b.startTime === a.startTime && b.pid < a.pid) ? b : a));
+  // A carrier inside its launch cgroup (the cgroup backend): the cgroup is the owned set, clean-env members too.
+  const cgroup = members.map((info) => launchCgroupOf(info.pid, marker)).find((path) => path !== undefined);
   return {
     instanceId,
     marker,
     root: { pid: oldest.pid, startTime: oldest.startTime },
     ...(oldest.pgid !== undefined && oldest.pgid === oldest.pid && { pgid: oldest.pgid }),
+    ...(cgroup !== undefined && { cgroup }),
   };
 }
 

@@ -142,6 +142,7 @@ export function launchRecord(
     marker: owner.marker,
     root: { ...owner.root },
     ...(owner.pgid !== undefined && { pgid: owner.pgid }),
+    ...(owner.cgroup !== undefined && { cgroup: owner.cgroup }),
     ...(owner.shell !== undefined && { shellPid: owner.shell.pid }),
     ...(owner.python !== undefined && { pythonPid: owner.python.pid }),
     launchedAt: Date.now(),
@@ -275,6 +276,7 @@ function validateRecord(value: unknown, at: string): string | undefined {
       return `${at}.${field}: expected a non-negative integer (got ${describe(fieldValue)})`;
     }
   }
+  if (value.cgroup !== undefined && (typeof value.cgroup !== 'string' || !value.cgroup.startsWith('/'))) return `${at}.cgroup: expected an absolute cgroup path (got ${describe(value.cgroup)})`;
   if (value.windows !== undefined) return validateWindowsRecord(value.windows, value.root.pid, `${at}.windows`);
   return undefined;
 }

@@ -7,6 +7,7 @@
 import { appendFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { isLaunchCgroup } from './cgroup.js';
 import { identityHoldsNow } from './identity.js';
 import type { OwnerRecord } from './ownership.js';
 import type { SentinelMessage } from './sentinel.js';
@@ -69,6 +70,8 @@ function parseMessage(line: string): SentinelMessage | string {
   // root.pid 0: a launch about to happen, guarded by its marker alone until the real root is known.
   if (typeof root?.pid !== 'number' || !Number.isInteger(root.pid) || (root.pid !== 0 && root.pid <= 1)) return 'track: record.root.pid must be 0 (not spawned yet) or a pid above 1';
   if (record.pgid !== undefined && record.pgid !== null && (typeof record.pgid !== 'number' || record.pgid <= 1)) return 'track: record.pgid must be a pid above 1';
+  // A cgroup is killed whole: only a launch cgroup Warden made for this very marker is accepted.
+  if (record.cgroup !== undefined && !isLaunchCgroup(record.cgroup, record.marker)) return `track: record.cgroup ${JSON.stringify(record.cgroup)} is not a Warden launch cgroup of this marker`;
   return {
     type: 'track',
     record: {
@@ -76,6 +79,7 @@ function parseMessage(line: string): SentinelMessage | string {
       marker: record.marker,
       root: { pid: root.pid, startTime: typeof root.startTime === 'number' ? root.startTime : undefined, ...(root.clock !== undefined && { clock: root.clock }) },
       pgid: typeof record.pgid === 'number' ? record.pgid : undefined,
+      ...(typeof record.cgroup === 'string' && { cgroup: record.cgroup }),
     },
   };
 }
@@ -90,7 +94,8 @@ type TreeOutcome = { instanceId: string; marker: string; survivors: unknown[] } 
 
 function stop(record: OwnerRecord): void {
   if (stops.has(record.marker)) return;
-  const outcome = terminate(record, TERMINATE_OPTIONS).then(
+  // A cgroup tree is killed at once (cgroup.kill, confirmed by populated 0): nobody is left to wait for a graceful exit.
+  const outcome = terminate(record, record.cgroup === undefined ? TERMINATE_OPTIONS : { ...TERMINATE_OPTIONS, immediate: true }).then(
     (report): TreeOutcome => ({ instanceId: record.instanceId, marker: record.marker, ...report }),
     (error: unknown): TreeOutcome => ({ instanceId: record.instanceId, marker: record.marker, error: String(error), survivors: [{ pid: record.root.pid, reason: 'terminate failed' }] }),
   );

@@ -75,7 +75,7 @@ function sentinelArgs(): string[] {
 // Only the ownership proofs go down the pipe: a TreeHandle also carries timers and promises.
 function plainRecord(record: OwnerRecord): OwnerRecord {
   const { pid, startTime, clock } = record.root;
-  return { instanceId: record.instanceId, marker: record.marker, root: { pid, startTime, clock }, pgid: record.pgid };
+  return { instanceId: record.instanceId, marker: record.marker, root: { pid, startTime, clock }, pgid: record.pgid, ...(record.cgroup !== undefined && { cgroup: record.cgroup }) };
 }
 
 // Starts the sentinel detached in its own session and resolves once it reads its pipe.

@@ -7,6 +7,7 @@ import type { SignalOutcome } from './signal.js';
 import { snapshot } from './snapshot.js';
 import { WardenError } from './errors.js';
 import { terminateWindows } from './windows.js';
+import { terminateCgroup } from './cgroup-terminate.js';
 import type { WindowsKillExecutor, WindowsTreeTracker } from './windows.js';
 import type { ProcessIdentity, ProcessRole, ProcessTable } from './types.js';
 
@@ -35,6 +36,8 @@ export interface TerminationReport {
   durationMs: number;
   /** How many process-table reads the protocol made. */
   reads: number;
+  /** The cgroup backend: which cgroup was stopped and whether it was removed after `populated 0`. */
+  containment?: { backend: 'cgroup'; cgroup: string; removed: boolean };
 }
 
 export interface TerminateOptions {
@@ -76,6 +79,8 @@ const identityOf = (owned: OwnedProcess): ProcessIdentity => ({ pid: owned.info.
 // Stops the owner's whole tree (shell first, freeze, TERM, grace, KILL) and confirms it is gone.
 export async function terminate(owner: OwnerRecord, options: TerminateOptions = {}): Promise<TerminationReport> {
   if (process.platform === 'win32') return terminateOnWindows(owner, options);
+  const cgroupOwner = withCgroup(owner);
+  if (cgroupOwner !== undefined) return terminateCgroup(cgroupOwner, options);
   const started = performance.now();
   const graceMs = options.graceMs ?? 5000;
   const pollMs = options.pollIntervalMs ?? 20;
@@ -209,6 +214,11 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
     killed.push({ pid, name: entry.owned.info.name, role: entry.owned.role, signal: entry.signal });
   }
   return { survivors, killed, escalated, durationMs: performance.now() - started, reads };
+}
+
+// The cgroup backend (containment.ts): the kernel's membership is the owned set, cgroup-terminate.ts stops it.
+function withCgroup(owner: OwnerRecord): (OwnerRecord & { cgroup: string }) | undefined {
+  return owner.cgroup === undefined ? undefined : { ...owner, cgroup: owner.cgroup };
 }
 
 // Windows has no signals to freeze or terminate with: the tracker-based strategy in windows.ts, never a silent fallback.

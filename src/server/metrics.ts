@@ -32,6 +32,7 @@ export function createMetrics(supervisor: Supervisor, options: { defaultMetrics?
   const instanceShell = new Gauge({ name: 'warden_instance_shell_count', help: 'Shell parents of the instance at the last sample.', labelNames: ['instance'], registers });
   const instanceRestarts = new Gauge({ name: 'warden_instance_restarts', help: 'Restarts counted against the instance\'s restart budget right now (drops back after resetAfterMs).', labelNames: ['instance'], registers });
   const level = new Gauge({ name: 'warden_watchdog_level', help: 'Watchdog level: 0 ok, 1 warning, 2 critical, 3 emergency.', registers });
+  const containment = new Gauge({ name: 'warden_instance_containment', help: '1 for the containment backend each instance runs on (cgroup, subreaper, marker, job-object), chosen at start.', labelNames: ['instance', 'backend'], registers });
   const held = new Gauge({ name: 'warden_restarts_held', help: '1 while restarts are held after an emergency (until POST /api/reset).', registers });
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'warden_' });
 
@@ -59,6 +60,7 @@ export function createMetrics(supervisor: Supervisor, options: { defaultMetrics?
       instancePython.set({ instance: instance.id }, instance.counts.python);
       instanceShell.set({ instance: instance.id }, instance.counts.shell);
       instanceRestarts.set({ instance: instance.id }, instance.restarts);
+      if (instance.containment !== null) containment.set({ instance: instance.id, backend: instance.containment.backend }, 1);
     }
   };
 

@@ -127,13 +127,18 @@ describe('leftovers of earlier runs', () => {
       if (event.type === 'sample') samples.push({ at: event.at, stale: event.sample.counts.stale, shells: event.sample.counts.shell });
     });
 
+    const plantingFrom = Date.now();
     await Promise.all(Array.from({ length: 20 }, () => plantLeftover(instance.id, stateDir)));
     const planted = Date.now();
-    await waitUntil(() => samples.some((sample) => sample.at > planted && sample.stale > 0), 5000);
-    const firstSeen = samples.findIndex((sample) => sample.at > planted && sample.stale > 0);
-    await waitUntil(() => samples.length > firstSeen + 2, 5000);
+    // The first plants may be found (and reaped) while the last ones are still starting: the two intervals count
+    // from the later of the first detection and the last sample taken before every plant was running.
+    await waitUntil(() => samples.some((sample) => sample.at > plantingFrom && sample.stale > 0), 5000);
+    const firstSeen = samples.findIndex((sample) => sample.at > plantingFrom && sample.stale > 0);
+    await waitUntil(() => samples.some((sample) => sample.at > planted), 5000);
+    const base = Math.max(firstSeen, samples.findIndex((sample) => sample.at > planted) - 1);
+    await waitUntil(() => samples.length > base + 2, 5000);
 
-    const two = samples[firstSeen + 2];
+    const two = samples[base + 2];
     expect(two?.stale).toBe(0);
     expect(two?.shells).toBeLessThanOrEqual(1);
     // Nothing of this instance is left but (at most) its one live tree.
