@@ -1,12 +1,13 @@
 // The supervisor lock: one live supervisor per state directory; a lock left by a dead one is taken over, race-safely.
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { link, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { closeSync, constants, readFileSync } from 'node:fs';
+import { link, open, readdir, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WardenError } from './errors.js';
 import { currentIdentity, identityHoldsNow } from './identity.js';
+import { ensureStateDir, openNoFollow, openNoFollowSync } from './statedir.js';
 
 /** Who holds a lock: the supervisor process, its start time (Linux: clock ticks since boot) and where it runs. */
 export interface LockHolder {
@@ -83,7 +84,7 @@ type Verdict = { kind: 'live' } | { kind: 'settling' } | { kind: 'stale'; reason
 // Takes the state directory's lock for this process; refuses with SupervisorLockedError while a live holder has it.
 export async function acquireLock(stateDir: string, options: AcquireLockOptions = {}): Promise<Lock> {
   const dir = resolve(stateDir);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await ensureStateDir(dir);
   const path = join(dir, LOCK_NAME);
   const mine = ownContent();
   const timeoutMs = options.timeoutMs ?? 3000;
@@ -231,7 +232,8 @@ async function readLockFile(path: string): Promise<LockRead | undefined> {
   let mtimeMs: number;
   let ino: number;
   try {
-    const file = await open(path, 'r');
+    // Never through a symlink: a planted link must not make us judge (or take over) someone else's file.
+    const file = await openNoFollow(path, constants.O_RDONLY);
     try {
       const info = await file.stat();
       mtimeMs = info.mtimeMs;
@@ -283,7 +285,12 @@ function ownContent(): LockContent {
 function heldLock(path: string, stateDir: string, mine: LockContent, takeover: { from: LockHolder | undefined; reason: TakeoverReason } | undefined): Lock {
   const isHeld = (): boolean => {
     try {
-      return parseContent(readFileSync(path, 'utf8'))?.nonce === mine.nonce;
+      const fd = openNoFollowSync(path, constants.O_RDONLY);
+      try {
+        return parseContent(readFileSync(fd, 'utf8'))?.nonce === mine.nonce;
+      } finally {
+        closeSync(fd);
+      }
     } catch {
       return false;
     }

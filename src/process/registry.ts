@@ -1,10 +1,12 @@
 // The durable registry: every launch recorded in `<stateDir>/registry.json`, rewritten atomically on each change.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WardenError } from './errors.js';
 import { currentIdentity, identityHoldsNow } from './identity.js';
 import { parseMarker } from './ownership.js';
+import { ensureStateDir, openNoFollow } from './statedir.js';
 import type { OwnerRecord } from './ownership.js';
 import type { ProcessIdentity } from './types.js';
 import { WindowsTreeTracker } from './windows.js';
@@ -68,7 +70,7 @@ export class Registry {
 
   // Opens (creating the state directory, mode 0700) and loads the registry; a corrupt file is moved aside and reported.
   static async open(stateDir: string): Promise<Registry> {
-    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    await ensureStateDir(stateDir);
     await removeAbandonedTemps(stateDir);
     return new Registry(stateDir, await load(join(stateDir, FILE_NAME)));
   }
@@ -198,9 +200,15 @@ async function removeAbandonedTemps(stateDir: string): Promise<void> {
 async function load(path: string): Promise<LaunchRecord[]> {
   let text: string;
   try {
-    const info = await stat(path);
-    checkTrusted(path, info.uid, info.mode);
-    text = await readFile(path, 'utf8');
+    // Opened without following a symlink; owner and mode are checked on the file actually opened.
+    const file = await openNoFollow(path, constants.O_RDONLY);
+    try {
+      const info = await file.stat();
+      checkTrusted(path, info.uid, info.mode);
+      text = await file.readFile('utf8');
+    } finally {
+      await file.close();
+    }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw error;
