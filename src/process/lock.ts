@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WardenError } from './errors.js';
+import { currentBootId, fromAnotherBoot } from './boot.js';
 import { currentIdentity, identityHoldsNow } from './identity.js';
 import { ensureStateDir, openNoFollow, openNoFollowSync } from './statedir.js';
 
@@ -16,6 +17,8 @@ export interface LockHolder {
   hostname: string;
   /** When the holder process started, ISO 8601 UTC to the second. */
   startedAt: string;
+  /** The kernel boot id the holder ran under (Linux): a lock from before a reboot is stale whatever its pid says. */
+  bootId?: string;
 }
 
 /** Why a lock was taken over: its holder exited, its pid now names another process, or the file was unreadable. */
@@ -127,6 +130,8 @@ function judge(read: LockRead, settleMs: number): Verdict {
   if (content === undefined) return Date.now() - read.mtimeMs < settleMs ? { kind: 'settling' } : { kind: 'stale', reason: 'unreadable' };
   // Another host's process table is invisible from here: its lock can never be proven stale.
   if (content.hostname !== hostname()) return { kind: 'live' };
+  // Pids and start times restart at every boot: a holder from an earlier boot is dead, even if its pid matches now.
+  if (fromAnotherBoot(content.bootId)) return { kind: 'stale', reason: 'holder-dead' };
   if (identityHoldsNow({ pid: content.pid, startTime: content.startTime, clock: 'proc' })) return { kind: 'live' };
   const now = currentIdentity(content.pid);
   const reused = now !== undefined && content.startTime !== undefined && now.startTime !== content.startTime;
@@ -263,11 +268,12 @@ function parseContent(raw: string): LockContent | undefined {
   const validStart = v.startTime === undefined || v.startTime === null || (typeof v.startTime === 'number' && Number.isInteger(v.startTime));
   if (typeof v.pid !== 'number' || !Number.isInteger(v.pid) || v.pid <= 0 || !validStart) return undefined;
   if (typeof v.hostname !== 'string' || typeof v.startedAt !== 'string' || typeof v.nonce !== 'string' || !/^[0-9a-f]{8,64}$/.test(v.nonce)) return undefined;
-  return { pid: v.pid, startTime: typeof v.startTime === 'number' ? v.startTime : undefined, hostname: v.hostname, startedAt: v.startedAt, nonce: v.nonce };
+  const bootId = typeof v.bootId === 'string' && v.bootId !== '' ? v.bootId : undefined;
+  return { pid: v.pid, startTime: typeof v.startTime === 'number' ? v.startTime : undefined, hostname: v.hostname, startedAt: v.startedAt, nonce: v.nonce, ...(bootId !== undefined && { bootId }) };
 }
 
 function holderOf(content: LockContent): LockHolder {
-  return { pid: content.pid, startTime: content.startTime, hostname: content.hostname, startedAt: content.startedAt };
+  return { pid: content.pid, startTime: content.startTime, hostname: content.hostname, startedAt: content.startedAt, ...(content.bootId !== undefined && { bootId: content.bootId }) };
 }
 
 // This process as a lock holder, with a fresh nonce.
@@ -278,6 +284,7 @@ function ownContent(): LockContent {
     startTime: currentIdentity(process.pid)?.startTime,
     hostname: hostname(),
     startedAt: started,
+    ...(currentBootId() !== undefined && { bootId: currentBootId() }),
     nonce: randomBytes(16).toString('hex'),
   };
 }

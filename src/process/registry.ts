@@ -4,6 +4,7 @@ import { constants } from 'node:fs';
 import { open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WardenError } from './errors.js';
+import { currentBootId } from './boot.js';
 import { currentIdentity, identityHoldsNow } from './identity.js';
 import { parseMarker } from './ownership.js';
 import { ensureStateDir, openNoFollow } from './statedir.js';
@@ -22,6 +23,8 @@ export type LaunchRecord = OwnerRecord & {
   launchedAt: number;
   /** The supervisor that launched it. */
   supervisor: { pid: number; startTime: number | undefined };
+  /** The kernel boot id when it was launched (Linux): a record from another boot never names a live process. */
+  bootId?: string;
   /**
    * Windows: the tree tracker's record (`WindowsTreeTracker.toJSON()`: every pid ever seen in the tree, dead ones
    * included), rewritten whenever the tracker adopts a process. Windows has no readable environment marker and
@@ -148,6 +151,7 @@ export function launchRecord(
     ...(owner.python !== undefined && { pythonPid: owner.python.pid }),
     launchedAt: Date.now(),
     supervisor: { pid: process.pid, startTime: self?.startTime },
+    ...(currentBootId() !== undefined && { bootId: currentBootId() }),
     ...(owner.windows !== undefined && { windows: owner.windows.toJSON() }),
   };
 }
@@ -283,6 +287,7 @@ function validateRecord(value: unknown, at: string): string | undefined {
       return `${at}.${field}: expected a non-negative integer (got ${describe(fieldValue)})`;
     }
   }
+  if (value.bootId !== undefined && (typeof value.bootId !== 'string' || value.bootId === '')) return `${at}.bootId: expected a non-empty string (got ${describe(value.bootId)})`;
   if (value.windows !== undefined) return validateWindowsRecord(value.windows, value.root.pid, `${at}.windows`);
   return undefined;
 }
