@@ -32,7 +32,7 @@ import type { Lock } from './process/lock.js';
 import { reapLeftovers } from './process/reap.js';
 import type { ReapReport } from './process/reap.js';
 import { Registry, launchRecord } from './process/registry.js';
-import { startSentinel } from './process/sentinel.js';
+import { keepSentinel } from './process/sentinel-keeper.js';
 import { startWindowsGuard } from './process/windows.js';
 import type { WindowsGuard } from './process/windows.js';
 import type { Sentinel } from './process/sentinel.js';
@@ -431,7 +431,8 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         if (options.sentinel !== false && process.platform === 'win32') {
           windowsGuard = await startWindowsGuard({ logPath: join(config.stateDir, 'windows-guard.log') });
         } else if (options.sentinel !== false) {
-          sentinel = await startSentinel({ stateDir: config.stateDir, logger });
+          // Restarted (and re-told every live tree) if it dies while we live.
+          sentinel = await keepSentinel({ stateDir: config.stateDir, logger });
         }
         actor.start();
         watchTransitions();
