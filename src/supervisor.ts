@@ -721,6 +721,9 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // The terminal closed (ssh dropped, window shut): Node's default would exit without the shutdown.
+    process.on('SIGHUP', onSignal);
+    installRejectionLogger(logger);
   }
 
   return {
@@ -746,4 +749,14 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     }),
     shutdown,
   };
+}
+
+let rejectionLoggerInstalled = false;
+
+// A supervisor owns other processes' lives: one stray rejected promise (a library's, a callback's) must not end
+// it and orphan every tree. Logged with its stack, once per process however many supervisors there are.
+function installRejectionLogger(logger: Logger): void {
+  if (rejectionLoggerInstalled) return;
+  rejectionLoggerInstalled = true;
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection (logged; the supervisor keeps running)'));
 }
