@@ -526,6 +526,9 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       );
       publish({ type: 'stale-reaped', at: Date.now(), instance: group.instanceId, marker: group.marker, pids: group.processes.map((entry) => entry.pid), report });
       logger.warn({ marker: group.marker, killed: report.killed.length, survivors: report.survivors.length }, 'reaped stale processes');
+    } catch (error) {
+      // Called fire-and-forget from the sampler: a failure is logged, and the next sample tries again.
+      logger.error({ err: error, marker: group.marker }, 'reaping stale processes failed; retried at the next sample');
     } finally {
       reapingStale.delete(group.marker);
     }

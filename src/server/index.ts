@@ -75,7 +75,10 @@ export async function startControlServer(supervisor: Supervisor, options: Contro
       if (shutdownRequested) return;
       shutdownRequested = true;
       setImmediate(() => {
-        void supervisor.shutdown().then((report) => options.onShutdown?.(report));
+        void supervisor
+          .shutdown()
+          .then((report) => options.onShutdown?.(report))
+          .catch((error: unknown) => process.stderr.write(`warden: shutdown requested over the API failed: ${(error as Error).message}\n`));
       });
     },
   };
