@@ -20,7 +20,7 @@ import type {
 import { parseConfig } from './config.js';
 import type { InstanceConfig, WardenConfig } from './config.js';
 import { writeDiagnosticBundle } from './diagnostics.js';
-import { CommandRefusedError, ShutDownError, StartError, StopTimeoutError, UnknownInstanceError, WardenError } from './errors.js';
+import { CommandRefusedError, ShutDownError, StartError, StopIncompleteError, StopTimeoutError, UnknownInstanceError, WardenError } from './errors.js';
 import { postQuietly, probeHealth } from './health.js';
 import { createTailedLogger } from './logging.js';
 import type { LogTail, Logger } from './logging.js';
@@ -638,8 +638,11 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
 
   const start = (id: string): Promise<InstanceStatus> => driveToRunning(id, 'START');
 
+  // Resolves with the report once the tree is confirmed dead. Rejects with StopIncompleteError as soon as the
+  // machine stops retrying (stopping.stuck: EPERM survivors or attempts spent), and with StopTimeoutError at the
+  // deadline (default: the instance's stopGraceMs + 30 s); both name the survivors, and neither launches anything.
   const stop = async (id: string, stopOptions: { timeoutMs?: number } = {}): Promise<MachineReport> => {
-    runtimeOf(id);
+    const runtime = runtimeOf(id);
     if (readyPromise === undefined) return { survivors: [], killed: [], escalated: false, durationMs: 0 };
     await ready();
     actor.send({ type: 'STOP', id });
@@ -650,8 +653,19 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         if (state !== 'idle' && state !== 'failed') return undefined;
         return snapshot.context.lastReport ?? { survivors: [], killed: [], escalated: false, durationMs: 0 };
       },
-      () => undefined,
-      stopOptions.timeoutMs,
+      (snapshot) => {
+        if (statePath(snapshot.value) !== 'stopping.stuck') return undefined;
+        const survivors = snapshot.context.lastReport?.survivors ?? [];
+        const denied = survivors.length > 0 && survivors.every((survivor) => survivor.denied === true);
+        return new StopIncompleteError(
+          id,
+          survivors,
+          denied
+            ? 'They refuse our signals (EPERM: another user owns them); end them as that user, then stop again.'
+            : `${snapshot.context.maxStopAttempts} terminate attempts made; see lastReport, then stop again.`,
+        );
+      },
+      stopOptions.timeoutMs ?? runtime.config.stopGraceMs + 30_000,
     );
   };
 
