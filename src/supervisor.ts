@@ -142,6 +142,8 @@ interface InstanceRuntime {
 }
 
 const EVENT_HISTORY = 200;
+/** Samples kept for the diagnostic bundle (a minute at the default 1 Hz), apart from the event history. */
+const SAMPLE_HISTORY = 60;
 const emptyCounts = (): RoleCounts => ({ python: 0, shell: 0, other: 0, total: 0 });
 const topState = (value: unknown): InstanceStateName =>
   (typeof value === 'string' ? value : Object.keys(value as object)[0]) as InstanceStateName;
@@ -159,9 +161,12 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
   const logTail: LogTail = tailed?.tail ?? { lines: () => [] };
   const events = new Subject<WardenEvent>();
   const history: WardenEvent[] = [];
+  // The last samples, apart: one a second would otherwise push every transition and report out of `history`.
+  const recentSamples: WardenEvent[] = [];
   const publish = (event: WardenEvent): void => {
-    history.push(event);
-    if (history.length > EVENT_HISTORY) history.shift();
+    const kept = event.type === 'sample' ? recentSamples : history;
+    kept.push(event);
+    if (kept.length > (event.type === 'sample' ? SAMPLE_HISTORY : EVENT_HISTORY)) kept.shift();
     events.next(event);
   };
 
@@ -365,7 +370,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       reason: `${input.level}: ${input.reason}`,
       table: await snapshot({ cmdline: true }),
       machines: actor.getPersistedSnapshot(),
-      events: history.slice(),
+      events: [...history, ...recentSamples].sort((a, b) => a.at - b.at),
       config,
       logTail: logTail.lines(),
     });
@@ -466,6 +471,18 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     }
   };
 
+  // Whether the machines must see this sample. At level ok the watchdog decides from counts, per-instance counts
+  // and the window minimum alone, so the same figures again change nothing: no event through the actor system
+  // (most of a steady supervisor's per-sample cost). Above ok every sample counts (calm samples in a row).
+  let lastSent = '';
+  const sampleChangesAnything = (sample: Sample): boolean => {
+    const level = (actor.getSnapshot().context as { watchdogLevel?: WatchdogLevel }).watchdogLevel ?? 'ok';
+    const key = `${JSON.stringify(sample.counts)}|${JSON.stringify(sample.perInstance)}|${sample.windowMin.total}`;
+    if (level === 'ok' && key === lastSent) return false;
+    lastSent = key;
+    return true;
+  };
+
   const startSampling = (): void => {
     sampling = createSampler({
       intervalMs: config.watchdog.sampleIntervalMs,
@@ -500,6 +517,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         }
         publish({ type: 'sample', at: sample.at, sample });
         for (const group of sample.stale) void reapStale(group);
+        if (!sampleChangesAnything(sample)) return;
         actor.send({
           type: 'SAMPLE',
           at: sample.at,
