@@ -5,6 +5,7 @@ import { request } from 'node:http';
 import type { ClientRequest } from 'node:http';
 import { afterEach, describe, expect, test } from 'vitest';
 import type { Supervisor } from '../../src/index.js';
+import { pendingWaits } from '../../src/server/commands.js';
 import { startControlServer } from '../../src/server/index.js';
 import type { ControlServer, ControlServerOptions } from '../../src/server/index.js';
 import { waitFor } from '../support/processes.js';
@@ -20,8 +21,8 @@ afterEach(async () => {
   await cleanupRuntime();
 });
 
-async function setup(options: Partial<ControlServerOptions>, sampleIntervalMs = 200): Promise<{ supervisor: Supervisor; id: string; url: string; token: string }> {
-  const instance = await fakeInstance({ args: ['--workers', '1'] });
+async function setup(options: Partial<ControlServerOptions>, sampleIntervalMs = 200, args: string[] = []): Promise<{ supervisor: Supervisor; id: string; url: string; token: string }> {
+  const instance = await fakeInstance({ args: ['--workers', '1', ...args] });
   const supervisor = makeSupervisor([instance], { watchdog: { sampleIntervalMs, warning: { python: 8, shell: 8 }, critical: { python: 16, shell: 16 } } });
   server = await startControlServer(supervisor, { host: '127.0.0.1', port: 0, stateDir: supervisor.config.stateDir, ...options });
   return { supervisor, id: instance.id, url: server.url, token: server.token };
@@ -81,5 +82,19 @@ describe('control server limits', () => {
     // Replayed in the order they happened (ids ascending), samples and the rest interleaved.
     const ids = [...replay.text.matchAll(/^id: (\d+)$/gm)].map((match) => Number(match[1]));
     expect(ids).toEqual([...ids].sort((a, b) => a - b));
+  });
+
+  test('a ?wait=1 start whose client hangs up stops waiting at once; the start itself goes on to running', async () => {
+    const { supervisor, id, url, token } = await setup({}, 200, ['--startup-delay', '3']);
+    expect(pendingWaits()).toBe(0);
+    const req = request(`${url}/api/instances/${id}/start?wait=1`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    req.on('error', () => undefined);
+    req.end();
+    await waitFor(() => pendingWaits() === 1, 5000, 'the waited start to begin');
+    req.destroy();
+    // Released with the connection, long before the 3 s startup delay is over.
+    await waitFor(() => pendingWaits() === 0, 1000, 'the wait to be released');
+    expect(supervisor.status().instances[0]?.state).not.toBe('running');
+    await waitFor(() => supervisor.status().instances[0]?.state === 'running', 15_000, 'the start to finish anyway');
   });
 });
