@@ -7,10 +7,16 @@ import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, test } from 'vitest';
 import { signalProcess, terminate } from '../../src/process/index.js';
 import type { OwnerRecord, ProcessIdentity } from '../../src/process/index.js';
-import { readStartTime } from '../../src/process/procfs.js';
+import { readProcess, readStartTime } from '../../src/process/procfs.js';
 import { cleanupProcesses, isAliveNow, markedPids, tempDir, waitFor } from '../support/processes.js';
 
 const HOST = resolve(import.meta.dirname, '../fixtures/sentinel/kept-host.ts');
+
+// bash webui.sh → launch.py → 2 workers, and nothing else (no subshell or fork still between states).
+const settledTree = (pids: number[]): boolean => {
+  const scripts = pids.map((pid) => readProcess(pid, true)?.cmdline?.find((arg) => arg.endsWith('.py'))?.split('/').pop());
+  return pids.length === 4 && scripts.filter((script) => script === 'launch.py').length === 1 && scripts.filter((script) => script === 'worker.py').length === 2;
+};
 
 interface Line {
   event: string;
@@ -60,8 +66,14 @@ describe('keepSentinel', () => {
     const first = (await next('sentinel')).identity as ProcessIdentity;
     await next('ready');
     expect(trees).toHaveLength(2);
-    for (const tree of trees) await waitFor(() => markedPids(tree.marker).length === 4, 10_000, `the tree of ${tree.instanceId}`);
-    const members = trees.flatMap((tree) => markedPids(tree.marker).map((pid) => ({ pid, startTime: readStartTime(pid)?.startTime })));
+    // Settled: bash, launch.py and its 2 workers, none of webui.sh's short-lived subshells still around.
+    let members: ProcessIdentity[] = [];
+    await waitFor(() => {
+      const pids = trees.map((tree) => markedPids(tree.marker));
+      if (!pids.every((tree) => settledTree(tree))) return false;
+      members = pids.flat().map((pid) => ({ pid, startTime: readStartTime(pid)?.startTime }));
+      return true;
+    }, 15_000, 'both trees settled');
     expect(members).toHaveLength(8);
 
     // The sentinel dies while the supervisor lives (it is ours: the host we spawned started it; checked by identity).
