@@ -35,6 +35,8 @@ import type {
 
 /** Default pause before an escalated terminate retry. */
 export const DEFAULT_RETRY_STOP_DELAY_MS = 1000;
+/** Default number of terminate attempts in one `stopping` before it stops retrying (`stopping.stuck`). */
+export const DEFAULT_MAX_STOP_ATTEMPTS = 5;
 
 /** Everything the status API shows about an instance. JSON only: it must serialize for the inspector. */
 export interface InstanceContext {
@@ -42,6 +44,7 @@ export interface InstanceContext {
   policy: RestartPolicy;
   startupTimeoutMs: number;
   retryStopDelayMs: number;
+  maxStopAttempts: number;
   seed: number;
   /** What the user last asked for; decides where `stopping` goes once the tree is dead. */
   desired: 'running' | 'stopped';
@@ -99,6 +102,9 @@ const errorOf = (event: EventObject): unknown => (event as ErrorActorEvent).erro
 export function instanceContext(input: InstanceInput): InstanceContext {
   const problems = restartPolicyProblems(input.restart);
   if (typeof input.id !== 'string' || input.id === '') problems.unshift(`id must be a non-empty string, received ${JSON.stringify(input.id)}`);
+  if (input.maxStopAttempts !== undefined && !(Number.isInteger(input.maxStopAttempts) && input.maxStopAttempts >= 1)) {
+    problems.push(`maxStopAttempts must be an integer >= 1, received ${JSON.stringify(input.maxStopAttempts)}`);
+  }
   if (!(input.startupTimeoutMs >= 0)) problems.push(`startupTimeoutMs must be a number >= 0, received ${JSON.stringify(input.startupTimeoutMs)}`);
   if (problems.length > 0) throw new Error(`Invalid instance "${String(input.id)}": ${problems.join('; ')}`);
   return {
@@ -106,6 +112,7 @@ export function instanceContext(input: InstanceInput): InstanceContext {
     policy: { ...input.restart },
     startupTimeoutMs: input.startupTimeoutMs,
     retryStopDelayMs: input.retryStopDelayMs ?? DEFAULT_RETRY_STOP_DELAY_MS,
+    maxStopAttempts: input.maxStopAttempts ?? DEFAULT_MAX_STOP_ATTEMPTS,
     seed: input.seed ?? seedFromId(input.id),
     desired: 'stopped',
     pid: null,
@@ -139,6 +146,12 @@ export const instanceMachine = setup({
     treeConfirmedDead: ({ event }) => {
       const report = reportOf(event);
       return report !== undefined && Array.isArray(report.survivors) && report.survivors.length === 0;
+    },
+    // No retry can help: every survivor refuses our signals (EPERM), or this was the last attempt allowed.
+    stopHopeless: ({ context, event }) => {
+      if (context.attempt + 1 >= context.maxStopAttempts) return true;
+      const survivors = reportOf(event)?.survivors;
+      return Array.isArray(survivors) && survivors.length > 0 && survivors.every((survivor) => survivor.denied === true);
     },
     stopWanted: ({ context }) => context.desired === 'stopped',
     stoppedForCrash: ({ context }) => context.stopReason === 'crash',
@@ -244,6 +257,27 @@ export const instanceMachine = setup({
         attempt: context.attempt,
         survivors: [],
         message: `"${context.id}": terminate attempt ${context.attempt} failed (${describeError(errorOf(event))}); the tree is not confirmed dead; retrying escalated`,
+      };
+      enqueue.emit(alert);
+      if (self._parent) enqueue.sendParent({ type: 'INSTANCE_ALERT', id: context.id, alert } satisfies InstanceNotification);
+    }),
+    // The stop gives up retrying: say who survived and why (emit + parent); the instance waits in stopping.stuck.
+    alertStuck: enqueueActions(({ context, event, self, enqueue }) => {
+      const report = reportOf(event);
+      const survivors = Array.isArray(report?.survivors) ? report.survivors : [];
+      const names = survivors.map((s) => `${s.pid} ${s.name} (${s.role}${s.reason ? `: ${s.reason}` : ''})`).join(', ');
+      const denied = survivors.length > 0 && survivors.every((survivor) => survivor.denied === true);
+      const why = denied
+        ? 'every survivor refuses our signals (EPERM), so retrying cannot help'
+        : `${context.attempt + 1} of ${context.maxStopAttempts} terminate attempts made`;
+      const what = report === undefined ? `the last attempt failed (${describeError(errorOf(event))})` : `${names || 'no survivors list'} still alive`;
+      const alert: InstanceAlert = {
+        type: 'ALERT',
+        id: context.id,
+        kind: 'stop-stuck',
+        attempt: context.attempt,
+        survivors,
+        message: `"${context.id}" is not confirmed dead and Warden stopped retrying: ${what}; ${why}. It stays in stopping (nothing is launched); end those processes, then STOP again.`,
       };
       enqueue.emit(alert);
       if (self._parent) enqueue.sendParent({ type: 'INSTANCE_ALERT', id: context.id, alert } satisfies InstanceNotification);
@@ -375,14 +409,27 @@ export const instanceMachine = setup({
                 target: '#instance.spawning',
                 actions: ['recordReport', 'forgetTree'],
               },
+              { guard: 'stopHopeless', target: 'stuck', actions: ['recordReport', 'alertStuck'] },
               { target: 'retrying', actions: ['recordReport', 'alertSurvivors'] },
             ],
-            onError: { target: 'retrying', actions: 'alertTerminateFailed' },
+            onError: [
+              { guard: 'stopHopeless', target: 'stuck', actions: 'alertStuck' },
+              { target: 'retrying', actions: 'alertTerminateFailed' },
+            ],
           },
         },
         retrying: {
           after: {
             retryStop: { target: 'terminating', actions: 'escalate' },
+          },
+        },
+        // Bounded retries: no timer here, so the machine does not loop forever on a tree it cannot kill. Still in
+        // `stopping` (never leaves unconfirmed, never launches); a new command starts a fresh round of attempts.
+        stuck: {
+          on: {
+            STOP: { target: 'terminating', actions: ['wantStopped', 'resetAttempt'] },
+            START: { target: 'terminating', actions: ['wantRunning', 'resetAttempt'] },
+            RESTART: { target: 'terminating', actions: ['wantRunning', 'resetAttempt'] },
           },
         },
       },

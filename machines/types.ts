@@ -27,6 +27,8 @@ export interface InstanceInput {
   seed?: number;
   /** Pause between a terminate attempt that left survivors (or failed) and the escalated retry. Default 1000. */
   retryStopDelayMs?: number;
+  /** Terminate attempts per `stopping` before it gives up retrying and waits in `stopping.stuck`. Default 5. */
+  maxStopAttempts?: number;
 }
 
 /** What `launchTree` resolves with once the tree is spawned (not yet healthy). */
@@ -80,6 +82,8 @@ export interface Survivor {
   name: string;
   role: ProcessRole;
   reason?: string;
+  /** The kernel refused our signals (EPERM: another user's process): retrying cannot help. */
+  denied?: boolean;
 }
 
 /** What `terminateTree` resolves with. Only an empty `survivors`, read back from the process table, lets `stopping` end. */
@@ -111,7 +115,8 @@ export type InstanceStateName = 'idle' | 'spawning' | 'running' | 'stopping' | '
 export interface InstanceAlert {
   type: 'ALERT';
   id: string;
-  kind: 'survivors' | 'terminate-failed';
+  /** `stop-stuck`: no more retries (every survivor refuses our signals, or the attempts are spent); see `message`. */
+  kind: 'survivors' | 'terminate-failed' | 'stop-stuck';
   attempt: number;
   message: string;
   survivors: Survivor[];

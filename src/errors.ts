@@ -67,6 +67,14 @@ export class StopTimeoutError extends WardenError {
   }
 }
 
+// stop() gave up: the stop protocol stopped retrying (survivors refuse our signals, or the attempts are spent).
+// The instance stays in `stopping` (nothing is launched); `report` is the last termination report.
+export class StopIncompleteError extends WardenError {
+  constructor(readonly instanceId: string, readonly survivors: NamedProcess[], reason: string) {
+    super('STOP_INCOMPLETE', `"${instanceId}" is not confirmed dead and Warden stopped retrying; survivors: ${describe(survivors)}. ${reason}`);
+  }
+}
+
 // The supervisor was used after shutdown.
 export class ShutDownError extends WardenError {
   constructor() {

@@ -3,6 +3,7 @@
 // fetch costs several times the CPU of a plain request, measured in bench/supervisor.bench.ts).
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { connect } from 'node:net';
 
 /** The outcome of one probe. */
 export interface ProbeResult {
@@ -28,11 +29,43 @@ function send(url: string, method: 'GET' | 'POST', timeoutMs: number): Promise<n
   });
 }
 
+// One GET over a bare socket, for plain-http probes: only the status line is read, then the socket is closed.
+// A probe every couple of seconds per instance is most of the supervisor's idle CPU; node:http's request and
+// response objects cost about twice the CPU of this (bench/supervisor.bench.ts, docs/BENCHMARKS.md).
+function getStatus(parsed: URL, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = parsed.port === '' ? 80 : Number(parsed.port);
+    const socket = connect({ host, port, noDelay: true });
+    let head = '';
+    const finish = (error: Error | undefined, status?: number): void => {
+      socket.destroy();
+      if (error !== undefined) reject(error);
+      else resolve(status as number);
+    };
+    socket.setTimeout(timeoutMs, () => finish(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'TIMEOUT' })));
+    socket.once('connect', () => {
+      socket.write(`GET ${parsed.pathname}${parsed.search} HTTP/1.1\r\nHost: ${parsed.host}\r\nConnection: close\r\nAccept: */*\r\n\r\n`);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      head += chunk.toString('latin1');
+      const end = head.indexOf('\r\n');
+      if (end === -1 && head.length < 1024) return;
+      const match = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(end === -1 ? head : head.slice(0, end));
+      if (match === null) finish(Object.assign(new Error(`not an HTTP answer: ${JSON.stringify(head.slice(0, 40))}`), { code: 'EPROTO' }));
+      else finish(undefined, Number(match[1]));
+    });
+    socket.once('end', () => finish(Object.assign(new Error('connection closed before an answer'), { code: 'ECONNRESET' })));
+    socket.once('error', (error) => finish(error));
+  });
+}
+
 // Probes `url` once; never throws.
 export async function probeHealth(url: string, timeoutMs: number): Promise<ProbeResult> {
   const started = performance.now();
   try {
-    const status = await send(url, 'GET', timeoutMs);
+    const parsed = new URL(url);
+    const status = parsed.protocol === 'http:' ? await getStatus(parsed, timeoutMs) : await send(url, 'GET', timeoutMs);
     const durationMs = performance.now() - started;
     if (status >= 200 && status < 300) return { ok: true, status, durationMs };
     return { ok: false, status, reason: `HTTP ${status} from ${url}`, durationMs };

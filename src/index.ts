@@ -8,6 +8,6 @@ export type { CrashHint, CrashCause } from './crash-hints.js';
 export type { OutputLine } from './logs/output-log.js';
 export { parseConfig, loadConfigFile, configJsonSchema, ConfigError, portRangeOf } from './config.js';
 export type { WardenConfig, InstanceConfig, ConfigIssue, AutoPort, LaunchProfileConfig, LogsConfig } from './config.js';
-export { PortInUseError, ForeignInstanceError, StartError, StopTimeoutError, UnknownInstanceError, ShutDownError, WardenError, LaunchError } from './errors.js';
+export { PortInUseError, ForeignInstanceError, StartError, StopTimeoutError, StopIncompleteError, UnknownInstanceError, ShutDownError, WardenError, LaunchError } from './errors.js';
 export { SupervisorLockedError } from './process/lock.js';
 export type { Sample, RoleCounts, StaleGroup } from './sampler.js';

@@ -1,6 +1,7 @@
 // The RxJS sampler: interval → process table (never overlapping) → per-instance counts, stale and foreign processes.
 import { EMPTY, Observable, catchError, defer, exhaustMap, interval, share, startWith } from 'rxjs';
-import { MARKER_VARIABLE, STATE_DIR_VARIABLE, classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, readEnvironVariable, snapshot } from './process/index.js';
+import { MARKER_VARIABLE, STATE_DIR_VARIABLE, classifyRole, collectOwned, findMarked, parseMarker, readEnvironVariable, snapshot } from './process/index.js';
+import { lookalikeCandidates, lookalikesAmong } from './process/lookalikes.js';
 import { hasProcfs } from './process/procfs.js';
 import type { Lookalike, LookalikeMemo, LookalikeProfile, OwnedProcess, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
 import type { WindowsTreeTracker } from './process/windows.js';
@@ -122,8 +123,10 @@ export function classifyTable(
   }
   const foreign: Lookalike[] = [];
   const seenForeign = new Set<number>();
+  // One pass over the table for every instance's look-alike check, not one per instance.
+  const candidates = lookalikeCandidates(table, markedPids, memo);
   for (const instance of instances) {
-    for (const lookalike of findLookalikes(table, instance.profile, markedPids, memo)) {
+    for (const lookalike of lookalikesAmong(candidates, instance.profile)) {
       if (seenForeign.has(lookalike.pid)) continue;
       seenForeign.add(lookalike.pid);
       foreign.push(lookalike);

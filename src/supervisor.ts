@@ -20,7 +20,7 @@ import type {
 import { parseConfig } from './config.js';
 import type { InstanceConfig, WardenConfig } from './config.js';
 import { writeDiagnosticBundle } from './diagnostics.js';
-import { CommandRefusedError, ShutDownError, StartError, StopTimeoutError, UnknownInstanceError, WardenError } from './errors.js';
+import { CommandRefusedError, ShutDownError, StartError, StopIncompleteError, StopTimeoutError, UnknownInstanceError, WardenError } from './errors.js';
 import { postQuietly, probeHealth } from './health.js';
 import { createTailedLogger } from './logging.js';
 import type { LogTail, Logger } from './logging.js';
@@ -32,10 +32,10 @@ import type { Lock } from './process/lock.js';
 import { reapLeftovers } from './process/reap.js';
 import type { ReapReport } from './process/reap.js';
 import { Registry, launchRecord } from './process/registry.js';
-import { startSentinel } from './process/sentinel.js';
 import { chooseContainment } from './process/containment.js';
 import { launchCgroupOf } from './process/cgroup.js';
 import type { ContainmentChoice } from './process/containment.js';
+import { keepSentinel } from './process/sentinel-keeper.js';
 import { startWindowsGuard } from './process/windows.js';
 import type { WindowsGuard } from './process/windows.js';
 import type { Sentinel } from './process/sentinel.js';
@@ -177,6 +177,8 @@ interface InstanceRuntime {
 const EVENT_HISTORY = 200;
 /** The most lines `logs()` answers (the in-memory tail's size). */
 const MAX_TAIL = 10_000;
+/** Samples kept for the diagnostic bundle (a minute at the default 1 Hz), apart from the event history. */
+const SAMPLE_HISTORY = 60;
 const emptyCounts = (): RoleCounts => ({ python: 0, shell: 0, other: 0, total: 0 });
 const topState = (value: unknown): InstanceStateName =>
   (typeof value === 'string' ? value : Object.keys(value as object)[0]) as InstanceStateName;
@@ -194,9 +196,12 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
   const logTail: LogTail = tailed?.tail ?? { lines: () => [] };
   const events = new Subject<WardenEvent>();
   const history: WardenEvent[] = [];
+  // The last samples, apart: one a second would otherwise push every transition and report out of `history`.
+  const recentSamples: WardenEvent[] = [];
   const publish = (event: WardenEvent): void => {
-    history.push(event);
-    if (history.length > EVENT_HISTORY) history.shift();
+    const kept = event.type === 'sample' ? recentSamples : history;
+    kept.push(event);
+    if (kept.length > (event.type === 'sample' ? SAMPLE_HISTORY : EVENT_HISTORY)) kept.shift();
     events.next(event);
   };
 
@@ -449,7 +454,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       reason: `${input.level}: ${input.reason}`,
       table: await snapshot({ cmdline: true }),
       machines: actor.getPersistedSnapshot(),
-      events: history.slice(),
+      events: [...history, ...recentSamples].sort((a, b) => a.at - b.at),
       config,
       logTail: logTail.lines(),
     });
@@ -520,7 +525,8 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         if (options.sentinel !== false && process.platform === 'win32') {
           windowsGuard = await startWindowsGuard({ logPath: join(config.stateDir, 'windows-guard.log') });
         } else if (options.sentinel !== false) {
-          sentinel = await startSentinel({ stateDir: config.stateDir, logger });
+          // Restarted (and re-told every live tree) if it dies while we live.
+          sentinel = await keepSentinel({ stateDir: config.stateDir, logger });
         }
         actor.start();
         watchTransitions();
@@ -552,6 +558,18 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         previousTop = to;
       });
     }
+  };
+
+  // Whether the machines must see this sample. At level ok the watchdog decides from counts, per-instance counts
+  // and the window minimum alone, so the same figures again change nothing: no event through the actor system
+  // (most of a steady supervisor's per-sample cost). Above ok every sample counts (calm samples in a row).
+  let lastSent = '';
+  const sampleChangesAnything = (sample: Sample): boolean => {
+    const level = (actor.getSnapshot().context as { watchdogLevel?: WatchdogLevel }).watchdogLevel ?? 'ok';
+    const key = `${JSON.stringify(sample.counts)}|${JSON.stringify(sample.perInstance)}|${sample.windowMin.total}`;
+    if (level === 'ok' && key === lastSent) return false;
+    lastSent = key;
+    return true;
   };
 
   const startSampling = (): void => {
@@ -588,6 +606,7 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         }
         publish({ type: 'sample', at: sample.at, sample });
         for (const group of sample.stale) void reapStale(group);
+        if (!sampleChangesAnything(sample)) return;
         actor.send({
           type: 'SAMPLE',
           at: sample.at,
@@ -616,6 +635,9 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       );
       publish({ type: 'stale-reaped', at: Date.now(), instance: group.instanceId, marker: group.marker, pids: group.processes.map((entry) => entry.pid), report });
       logger.warn({ marker: group.marker, killed: report.killed.length, survivors: report.survivors.length }, 'reaped stale processes');
+    } catch (error) {
+      // Called fire-and-forget from the sampler: a failure is logged, and the next sample tries again.
+      logger.error({ err: error, marker: group.marker }, 'reaping stale processes failed; retried at the next sample');
     } finally {
       reapingStale.delete(group.marker);
     }
@@ -745,8 +767,11 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
 
   const start = (id: string, overrides?: StartOverrides): Promise<InstanceStatus> => driveToRunning(id, 'START', overrides);
 
+  // Resolves with the report once the tree is confirmed dead. Rejects with StopIncompleteError as soon as the
+  // machine stops retrying (stopping.stuck: EPERM survivors or attempts spent), and with StopTimeoutError at the
+  // deadline (default: the instance's stopGraceMs + 30 s); both name the survivors, and neither launches anything.
   const stop = async (id: string, stopOptions: { timeoutMs?: number } = {}): Promise<MachineReport> => {
-    runtimeOf(id);
+    const runtime = runtimeOf(id);
     if (readyPromise === undefined) return { survivors: [], killed: [], escalated: false, durationMs: 0 };
     await ready();
     actor.send({ type: 'STOP', id });
@@ -757,8 +782,19 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
         if (state !== 'idle' && state !== 'failed') return undefined;
         return snapshot.context.lastReport ?? { survivors: [], killed: [], escalated: false, durationMs: 0 };
       },
-      () => undefined,
-      stopOptions.timeoutMs,
+      (snapshot) => {
+        if (statePath(snapshot.value) !== 'stopping.stuck') return undefined;
+        const survivors = snapshot.context.lastReport?.survivors ?? [];
+        const denied = survivors.length > 0 && survivors.every((survivor) => survivor.denied === true);
+        return new StopIncompleteError(
+          id,
+          survivors,
+          denied
+            ? 'They refuse our signals (EPERM: another user owns them); end them as that user, then stop again.'
+            : `${snapshot.context.maxStopAttempts} terminate attempts made; see lastReport, then stop again.`,
+        );
+      },
+      stopOptions.timeoutMs ?? runtime.config.stopGraceMs + 30_000,
     );
   };
 
@@ -839,6 +875,9 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // The terminal closed (ssh dropped, window shut): Node's default would exit without the shutdown.
+    process.on('SIGHUP', onSignal);
+    installRejectionLogger(logger);
   }
 
   return {
@@ -866,4 +905,14 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
     }),
     shutdown,
   };
+}
+
+let rejectionLoggerInstalled = false;
+
+// A supervisor owns other processes' lives: one stray rejected promise (a library's, a callback's) must not end
+// it and orphan every tree. Logged with its stack, once per process however many supervisors there are.
+function installRejectionLogger(logger: Logger): void {
+  if (rejectionLoggerInstalled) return;
+  rejectionLoggerInstalled = true;
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection (logged; the supervisor keeps running)'));
 }

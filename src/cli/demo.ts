@@ -130,7 +130,7 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
     // Mid-story a start() may be pending: shutting down now settles it. After the story, step 4 does it in order.
     if (!storyDone) {
       out.note(`warden: ${signal}: stopping the demo (shutting down, confirmed)`);
-      void supervisor.shutdown();
+      void supervisor.shutdown().catch((error: unknown) => out.note(`warden: shutdown failed: ${(error as Error).message}`));
     }
   };
   process.on('SIGINT', onSignal);

@@ -153,6 +153,10 @@ function printEntry(out: Output, entry: ReapEntry, managed: ReadonlySet<string>)
     out.line(style.dim('            the record is kept; nothing was signalled'));
     return;
   }
+  if (entry.action === 'nothing-left' && entry.staleBoot !== undefined) {
+    out.line(style.dim(`            recorded before a reboot (boot ${entry.staleBoot.recorded}, now ${entry.staleBoot.now}): its pids name nothing of ours, nothing was signalled; ${entry.recordRemoved === true ? 'the record was dropped' : 'the record is kept (dry run)'}`));
+    return;
+  }
   if (entry.action === 'nothing-left') {
     out.line(style.dim('            its tree is already gone; the record was dropped'));
     return;

@@ -154,7 +154,8 @@ function follow(supervisor: Supervisor, out: Output, origin: number, json: boole
   const terminations: Array<Extract<WardenEvent, { type: 'termination' }>> = [];
   supervisor.events$.subscribe({
     next: (event) => {
-      if (event.type === 'termination') terminations.push(event);
+      // Only the shutdown's reports are printed at the end: keeping every termination would grow without bound.
+      if (event.type === 'termination' && event.reason === 'shutdown') terminations.push(event);
       if (event.type === 'transition' && event.from !== event.to) enteredAt.set(event.instance, event.at);
       if (json) {
         if (event.type !== 'sample') out.json(event);

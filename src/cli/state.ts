@@ -1,10 +1,11 @@
 // What the CLI reads from a state directory without changing it: the lock holder, the registry, the server file.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfigFile } from '../config.js';
 import type { WardenConfig } from '../config.js';
 import { identityHoldsNow } from '../process/identity.js';
+import { openNoFollowSync } from '../process/statedir.js';
 import type { LaunchRecord } from '../process/registry.js';
 import { CliError, EXIT } from './exit.js';
 
@@ -112,8 +113,13 @@ export function readServerInfo(stateDir: string): ServerInfo | undefined {
   if (typeof v.url !== 'string') throw new CliError(`${file} has no "url"`, EXIT.unavailable);
   let token: string | undefined;
   try {
-    const tokenFile = join(stateDir, 'token');
-    if (statSync(tokenFile).isFile()) token = readFileSync(tokenFile, 'utf8').trim();
+    // Never through a symlink: the token is only read from the state directory's own file.
+    const fd = openNoFollowSync(join(stateDir, 'token'), constants.O_RDONLY);
+    try {
+      token = readFileSync(fd, 'utf8').trim();
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     token = undefined;
   }

@@ -1,6 +1,7 @@
 // `warden status`: asks a running `warden run` (found through <stateDir>/server.json) what it supervises.
 import { join } from 'node:path';
 import { identityHoldsNow } from '../process/identity.js';
+import { isLoopbackUrl } from '../server/loopback.js';
 import type { SupervisorStatus } from '../supervisor.js';
 import { CliError, EXIT } from './exit.js';
 import { createOutput } from './output.js';
@@ -24,6 +25,10 @@ export async function statusCommand(options: StatusOptions): Promise<number> {
     throw new CliError(`nothing runs for ${stateDir}: the \`warden run\` that served ${info.url} (pid ${info.pid}) is gone`, EXIT.unavailable);
   }
   if (info.token === undefined) throw new CliError(`cannot ask ${info.url}: no token in ${join(stateDir, 'token')}`, EXIT.unavailable);
+  // The token goes only to a loopback address: a server.json naming another host was not written by `warden run`.
+  if (!isLoopbackUrl(info.url)) {
+    throw new CliError(`refusing to send the token to ${JSON.stringify(info.url)} (from ${join(stateDir, 'server.json')}): "url" must be http:// to a loopback address (127.0.0.1 or [::1])`, EXIT.failure);
+  }
 
   let response: Response;
   try {

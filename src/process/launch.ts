@@ -369,7 +369,7 @@ export async function launch(spec: LaunchSpec): Promise<TreeHandle> {
     timer = setInterval(() => void discover().catch((error: unknown) => logger.warn({ err: error }, 'role discovery failed')), interval);
     timer.unref();
     void exited.then(() => handle.dispose());
-    void discover();
+    void discover().catch((error: unknown) => logger.warn({ err: error }, 'role discovery failed'));
   }
   return handle;
 }

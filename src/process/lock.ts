@@ -1,12 +1,14 @@
 // The supervisor lock: one live supervisor per state directory; a lock left by a dead one is taken over, race-safely.
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { link, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { closeSync, constants, readFileSync } from 'node:fs';
+import { link, open, readdir, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WardenError } from './errors.js';
+import { currentBootId, fromAnotherBoot } from './boot.js';
 import { currentIdentity, identityHoldsNow } from './identity.js';
+import { ensureStateDir, openNoFollow, openNoFollowSync } from './statedir.js';
 
 /** Who holds a lock: the supervisor process, its start time (Linux: clock ticks since boot) and where it runs. */
 export interface LockHolder {
@@ -15,6 +17,8 @@ export interface LockHolder {
   hostname: string;
   /** When the holder process started, ISO 8601 UTC to the second. */
   startedAt: string;
+  /** The kernel boot id the holder ran under (Linux): a lock from before a reboot is stale whatever its pid says. */
+  bootId?: string;
 }
 
 /** Why a lock was taken over: its holder exited, its pid now names another process, or the file was unreadable. */
@@ -83,7 +87,7 @@ type Verdict = { kind: 'live' } | { kind: 'settling' } | { kind: 'stale'; reason
 // Takes the state directory's lock for this process; refuses with SupervisorLockedError while a live holder has it.
 export async function acquireLock(stateDir: string, options: AcquireLockOptions = {}): Promise<Lock> {
   const dir = resolve(stateDir);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await ensureStateDir(dir);
   const path = join(dir, LOCK_NAME);
   const mine = ownContent();
   const timeoutMs = options.timeoutMs ?? 3000;
@@ -126,6 +130,8 @@ function judge(read: LockRead, settleMs: number): Verdict {
   if (content === undefined) return Date.now() - read.mtimeMs < settleMs ? { kind: 'settling' } : { kind: 'stale', reason: 'unreadable' };
   // Another host's process table is invisible from here: its lock can never be proven stale.
   if (content.hostname !== hostname()) return { kind: 'live' };
+  // Pids and start times restart at every boot: a holder from an earlier boot is dead, even if its pid matches now.
+  if (fromAnotherBoot(content.bootId)) return { kind: 'stale', reason: 'holder-dead' };
   if (identityHoldsNow({ pid: content.pid, startTime: content.startTime, clock: 'proc' })) return { kind: 'live' };
   const now = currentIdentity(content.pid);
   const reused = now !== undefined && content.startTime !== undefined && now.startTime !== content.startTime;
@@ -231,7 +237,8 @@ async function readLockFile(path: string): Promise<LockRead | undefined> {
   let mtimeMs: number;
   let ino: number;
   try {
-    const file = await open(path, 'r');
+    // Never through a symlink: a planted link must not make us judge (or take over) someone else's file.
+    const file = await openNoFollow(path, constants.O_RDONLY);
     try {
       const info = await file.stat();
       mtimeMs = info.mtimeMs;
@@ -261,11 +268,12 @@ function parseContent(raw: string): LockContent | undefined {
   const validStart = v.startTime === undefined || v.startTime === null || (typeof v.startTime === 'number' && Number.isInteger(v.startTime));
   if (typeof v.pid !== 'number' || !Number.isInteger(v.pid) || v.pid <= 0 || !validStart) return undefined;
   if (typeof v.hostname !== 'string' || typeof v.startedAt !== 'string' || typeof v.nonce !== 'string' || !/^[0-9a-f]{8,64}$/.test(v.nonce)) return undefined;
-  return { pid: v.pid, startTime: typeof v.startTime === 'number' ? v.startTime : undefined, hostname: v.hostname, startedAt: v.startedAt, nonce: v.nonce };
+  const bootId = typeof v.bootId === 'string' && v.bootId !== '' ? v.bootId : undefined;
+  return { pid: v.pid, startTime: typeof v.startTime === 'number' ? v.startTime : undefined, hostname: v.hostname, startedAt: v.startedAt, nonce: v.nonce, ...(bootId !== undefined && { bootId }) };
 }
 
 function holderOf(content: LockContent): LockHolder {
-  return { pid: content.pid, startTime: content.startTime, hostname: content.hostname, startedAt: content.startedAt };
+  return { pid: content.pid, startTime: content.startTime, hostname: content.hostname, startedAt: content.startedAt, ...(content.bootId !== undefined && { bootId: content.bootId }) };
 }
 
 // This process as a lock holder, with a fresh nonce.
@@ -276,6 +284,7 @@ function ownContent(): LockContent {
     startTime: currentIdentity(process.pid)?.startTime,
     hostname: hostname(),
     startedAt: started,
+    ...(currentBootId() !== undefined && { bootId: currentBootId() }),
     nonce: randomBytes(16).toString('hex'),
   };
 }
@@ -283,7 +292,12 @@ function ownContent(): LockContent {
 function heldLock(path: string, stateDir: string, mine: LockContent, takeover: { from: LockHolder | undefined; reason: TakeoverReason } | undefined): Lock {
   const isHeld = (): boolean => {
     try {
-      return parseContent(readFileSync(path, 'utf8'))?.nonce === mine.nonce;
+      const fd = openNoFollowSync(path, constants.O_RDONLY);
+      try {
+        return parseContent(readFileSync(fd, 'utf8'))?.nonce === mine.nonce;
+      } finally {
+        closeSync(fd);
+      }
     } catch {
       return false;
     }

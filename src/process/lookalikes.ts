@@ -32,27 +32,59 @@ function cwdOf(pid: number): string | undefined {
  * What is known about each candidate, shared across instances and (keyed by pid, checked against start time and
  * name, which an exec changes) across samples: argv, cwd and environment are read once per process, not per sample.
  */
-export type LookalikeMemo = Map<number, { info: ProcessInfo; role: ProcessRole; cwd: string | undefined; judgeable: boolean }>;
+export type LookalikeMemo = Map<number, Candidate>;
 
-// Shell or Python processes in the table that share the instance's cwd or run its script, excluding `ours`.
-export function findLookalikes(table: ProcessTable, profile: LookalikeProfile, ours: ReadonlySet<number>, memo: LookalikeMemo = new Map()): Lookalike[] {
-  const cwd = resolve(profile.cwd);
-  const script = basename(profile.command);
-  const scriptPath = resolve(profile.cwd, profile.command);
-  const found: Lookalike[] = [];
+/** One shell or Python of the table as the look-alike check sees it; `verdicts` caches each profile's answer. */
+interface Candidate {
+  info: ProcessInfo;
+  role: ProcessRole;
+  cwd: string | undefined;
+  judgeable: boolean;
+  verdicts?: Map<string, string | undefined>;
+}
+
+/** The table's shells and Pythons outside `ours`, read once per sample and shared by every instance's check. */
+export type LookalikeCandidates = Candidate[];
+
+// The candidates of one table: every live shell or Python not in `ours` (argv, cwd and environment from the memo).
+export function lookalikeCandidates(table: ProcessTable, ours: ReadonlySet<number>, memo: LookalikeMemo = new Map()): LookalikeCandidates {
+  const candidates: Candidate[] = [];
   for (const info of table.processes.values()) {
     if (ours.has(info.pid) || info.pid === process.pid || info.state === 'Z' || info.state === 'X') continue;
     const candidate = candidateOf(info, memo);
-    if (candidate.role === 'other') continue;
-    const why = resemblance(candidate.info, candidate.cwd, cwd, script, scriptPath);
+    if (candidate.role !== 'other') candidates.push(candidate);
+  }
+  return candidates;
+}
+
+// The candidates that resemble one instance; a remembered candidate's verdict per profile is reused (its argv and
+// cwd are fixed for its pid + start time + name), so a steady table costs a map lookup per candidate.
+export function lookalikesAmong(candidates: LookalikeCandidates, profile: LookalikeProfile): Lookalike[] {
+  const cwd = resolve(profile.cwd);
+  const script = basename(profile.command);
+  const scriptPath = resolve(profile.cwd, profile.command);
+  const key = `${cwd}\0${scriptPath}`;
+  const found: Lookalike[] = [];
+  for (const candidate of candidates) {
+    let why: string | undefined;
+    if (candidate.verdicts?.has(key) === true) why = candidate.verdicts.get(key);
+    else {
+      why = resemblance(candidate.info, candidate.cwd, cwd, script, scriptPath);
+      (candidate.verdicts ??= new Map()).set(key, why);
+    }
     // Unreadable environment (exiting, mid-exec): the missing marker proves nothing, so it is not judged foreign.
-    if (why !== undefined && candidate.judgeable) found.push({ pid: info.pid, name: info.name, role: candidate.role, why });
+    if (why !== undefined && candidate.judgeable) found.push({ pid: candidate.info.pid, name: candidate.info.name, role: candidate.role, why });
   }
   return found;
 }
 
+// Shell or Python processes in the table that share the instance's cwd or run its script, excluding `ours`.
+export function findLookalikes(table: ProcessTable, profile: LookalikeProfile, ours: ReadonlySet<number>, memo: LookalikeMemo = new Map()): Lookalike[] {
+  return lookalikesAmong(lookalikeCandidates(table, ours, memo), profile);
+}
+
 // Reads what a candidate needs (argv, cwd, whether its environment is readable) once per table.
-function candidateOf(info: ProcessInfo, memo: LookalikeMemo): { info: ProcessInfo; role: ProcessRole; cwd: string | undefined; judgeable: boolean } {
+function candidateOf(info: ProcessInfo, memo: LookalikeMemo): Candidate {
   const known = memo.get(info.pid);
   if (known !== undefined && known.info.startTime === info.startTime && known.info.name === info.name) return known;
   // A table read without argv (the sampler's fast path) gets it here, only for shells and Pythons.
@@ -60,7 +92,7 @@ function candidateOf(info: ProcessInfo, memo: LookalikeMemo): { info: ProcessInf
   const needsArgv = info.cmdline === undefined && hasProcfs;
   const full = needsArgv && nameRole !== 'other' ? { ...info, cmdline: readCmdline(info.pid) } : info;
   const role = classifyRole(full);
-  const entry = role === 'other'
+  const entry: Candidate = role === 'other'
     ? { info: full, role, cwd: undefined, judgeable: false }
     : { info: full, role, cwd: cwdOf(info.pid), judgeable: !hasProcfs || environReadable(info.pid) };
   // An unreadable environment may be a moment mid-exec: judge it again next time rather than remember it.

@@ -65,7 +65,8 @@ export function parseStat(pid: number, text: string): Omit<ProcessInfo, 'cmdline
 // was the largest allocation cost of sampling (procfs files report size 0, so readFileSync grows buffers).
 let scratch = Buffer.allocUnsafe(16 * 1024);
 
-function readText(path: string): string | undefined {
+// Reads a whole /proc file into `scratch`; resolves with its length, or `undefined` if it is gone or unreadable.
+function readRaw(path: string): number | undefined {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -84,12 +85,18 @@ function readText(path: string): string | undefined {
       if (read === 0) break;
       length += read;
     }
-    return scratch.toString('latin1', 0, length);
+    return length;
   } catch {
     return undefined;
   } finally {
     closeSync(fd);
   }
+}
+
+// stat is parsed by byte offsets (comm may hold any byte), so latin1: one char per byte.
+function readText(path: string): string | undefined {
+  const length = readRaw(path);
+  return length === undefined ? undefined : scratch.toString('latin1', 0, length);
 }
 
 // Reads one process's row; `undefined` if it is gone (or was never there).
@@ -118,16 +125,21 @@ export function readStartTime(pid: number): { startTime: number | undefined; sta
 }
 
 // The value of one variable in a process's initial environment, or `undefined` if unreadable or unset.
+// Searched as bytes and decoded as UTF-8: a marker or state dir with non-ASCII characters (`/home/zoë/…`) must
+// compare equal to the string we set, and most processes (not ours) are rejected without decoding anything.
 export function readEnvironVariable(pid: number, variable: string): string | undefined {
   // Under Wine, /proc is the Linux host's: its pids are not this (Windows) process's pids.
   if (!hasProcfs) return undefined;
-  const raw = readText(`/proc/${pid}/environ`);
-  if (raw === undefined) return undefined;
-  const prefix = `${variable}=`;
-  // Fast reject before splitting: most processes are not ours.
-  if (!raw.includes(prefix)) return undefined;
-  for (const entry of raw.split('\0')) {
-    if (entry.startsWith(prefix)) return entry.slice(prefix.length);
+  const length = readRaw(`/proc/${pid}/environ`);
+  if (length === undefined) return undefined;
+  const environ = scratch.subarray(0, length);
+  const prefix = Buffer.from(`${variable}=`, 'utf8');
+  for (let at = environ.indexOf(prefix); at !== -1; at = environ.indexOf(prefix, at + 1)) {
+    // Only a whole entry counts: at the start, or right after the NUL ending the previous one.
+    if (at > 0 && environ[at - 1] !== 0) continue;
+    const start = at + prefix.length;
+    const end = environ.indexOf(0, start);
+    return environ.toString('utf8', start, end === -1 ? length : end);
   }
   return undefined;
 }
@@ -135,13 +147,15 @@ export function readEnvironVariable(pid: number, variable: string): string | und
 // Whether a process's environment can be read and is not empty: an exiting process (or one mid-exec) shows none,
 // and then the absence of our marker proves nothing.
 export function environReadable(pid: number): boolean {
-  const raw = readText(`/proc/${pid}/environ`);
-  return raw !== undefined && raw.length > 0;
+  const length = readRaw(`/proc/${pid}/environ`);
+  return length !== undefined && length > 0;
 }
 
 // One process's argument vector, or `undefined` if it is gone or has none (kernel threads, zombies).
 export function readCmdline(pid: number): string[] | undefined {
-  const raw = readText(`/proc/${pid}/cmdline`);
-  if (raw === undefined || raw.length === 0) return undefined;
+  // UTF-8, as the arguments were passed: a path with non-ASCII characters reads back as written.
+  const length = readRaw(`/proc/${pid}/cmdline`);
+  if (length === undefined || length === 0) return undefined;
+  const raw = scratch.toString('utf8', 0, length);
   return (raw.endsWith('\0') ? raw.slice(0, -1) : raw).split('\0');
 }

@@ -1,6 +1,7 @@
 // Reaping what earlier runs left: every registry record, then every stale marker of an instance we manage.
 // On Windows only registry records that carry the tree tracker's record can be reaped (see restoreWindowsTree).
 import { launchCgroupOf } from './cgroup.js';
+import { currentBootId, fromAnotherBoot } from './boot.js';
 import { collectOwned, findMarked, parseMarker } from './ownership.js';
 import { readEnvironVariable } from './procfs.js';
 import { STATE_DIR_VARIABLE } from './types.js';
@@ -70,6 +71,8 @@ export interface ReapEntry {
   recordRemoved?: boolean;
   /** Why ownership cannot be proven (`unprovable` only), in words a user can act on. */
   problem?: string;
+  /** Set when the record was written under another kernel boot: nothing was signalled, the record is forgotten. */
+  staleBoot?: { recorded: string; now: string };
 }
 
 /** Everything a reap saw and did; `survivors` empty is the only success, read back from the table. */
@@ -102,6 +105,7 @@ export async function reapLeftovers(options: ReapOptions): Promise<ReapReport> {
   const records = options.registry.list().filter((record) => !live.has(record.marker));
   const before = await readTable();
   const fromRegistry = await mapLimit(records, concurrency, async (record): Promise<ReapEntry> => {
+    if (fromAnotherBoot(record.bootId)) return forgetPreviousBoot(record, dryRun, options.registry);
     if (onWindows) return reapWindowsRecord(record, before, options);
     const found = collectOwned(record, before, collectOptions).map(foundProcess);
     return reapRecordTree(record, found, dryRun, options.registry, () => terminate(record, terminateOptions));
@@ -168,6 +172,23 @@ async function reapWindowsRecord(record: LaunchRecord, table: ProcessTable, opti
 
 // One registry record once its tree is known: nothing left, would-reap (dry run), or stopped. The record is
 // forgotten only once its tree is confirmed dead; otherwise the next reap tries again.
+// A record from before a reboot: its pids and start times name nothing of ours (every process of that boot is gone,
+// and a pid, start time or process group may match a new process by chance), so nothing is signalled; it is forgotten.
+async function forgetPreviousBoot(record: LaunchRecord, dryRun: boolean, registry: ReapOptions['registry']): Promise<ReapEntry> {
+  const entry: ReapEntry = {
+    marker: record.marker,
+    instanceId: record.instanceId,
+    source: 'registry',
+    action: 'nothing-left',
+    found: [],
+    killed: [],
+    survivors: [],
+    staleBoot: { recorded: record.bootId as string, now: currentBootId() as string },
+  };
+  if (!dryRun) entry.recordRemoved = await registry.remove(record.marker);
+  return entry;
+}
+
 async function reapRecordTree(record: LaunchRecord, found: FoundProcess[], dryRun: boolean, registry: ReapOptions['registry'], stop: () => Promise<TerminationReport>): Promise<ReapEntry> {
   const entry: ReapEntry = { marker: record.marker, instanceId: record.instanceId, source: 'registry', action: found.length === 0 ? 'nothing-left' : dryRun ? 'would-reap' : 'reaped', found, killed: [], survivors: [] };
   if (dryRun) return entry;

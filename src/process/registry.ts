@@ -1,10 +1,13 @@
 // The durable registry: every launch recorded in `<stateDir>/registry.json`, rewritten atomically on each change.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WardenError } from './errors.js';
+import { currentBootId } from './boot.js';
 import { currentIdentity, identityHoldsNow } from './identity.js';
 import { parseMarker } from './ownership.js';
+import { ensureStateDir, openNoFollow } from './statedir.js';
 import type { OwnerRecord } from './ownership.js';
 import type { ProcessIdentity } from './types.js';
 import { WindowsTreeTracker } from './windows.js';
@@ -20,6 +23,8 @@ export type LaunchRecord = OwnerRecord & {
   launchedAt: number;
   /** The supervisor that launched it. */
   supervisor: { pid: number; startTime: number | undefined };
+  /** The kernel boot id when it was launched (Linux): a record from another boot never names a live process. */
+  bootId?: string;
   /**
    * Windows: the tree tracker's record (`WindowsTreeTracker.toJSON()`: every pid ever seen in the tree, dead ones
    * included), rewritten whenever the tracker adopts a process. Windows has no readable environment marker and
@@ -68,7 +73,7 @@ export class Registry {
 
   // Opens (creating the state directory, mode 0700) and loads the registry; a corrupt file is moved aside and reported.
   static async open(stateDir: string): Promise<Registry> {
-    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    await ensureStateDir(stateDir);
     await removeAbandonedTemps(stateDir);
     return new Registry(stateDir, await load(join(stateDir, FILE_NAME)));
   }
@@ -147,6 +152,7 @@ export function launchRecord(
     ...(owner.python !== undefined && { pythonPid: owner.python.pid }),
     launchedAt: Date.now(),
     supervisor: { pid: process.pid, startTime: self?.startTime },
+    ...(currentBootId() !== undefined && { bootId: currentBootId() }),
     ...(owner.windows !== undefined && { windows: owner.windows.toJSON() }),
   };
 }
@@ -199,9 +205,15 @@ async function removeAbandonedTemps(stateDir: string): Promise<void> {
 async function load(path: string): Promise<LaunchRecord[]> {
   let text: string;
   try {
-    const info = await stat(path);
-    checkTrusted(path, info.uid, info.mode);
-    text = await readFile(path, 'utf8');
+    // Opened without following a symlink; owner and mode are checked on the file actually opened.
+    const file = await openNoFollow(path, constants.O_RDONLY);
+    try {
+      const info = await file.stat();
+      checkTrusted(path, info.uid, info.mode);
+      text = await file.readFile('utf8');
+    } finally {
+      await file.close();
+    }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw error;
@@ -277,6 +289,7 @@ function validateRecord(value: unknown, at: string): string | undefined {
     }
   }
   if (value.cgroup !== undefined && (typeof value.cgroup !== 'string' || !value.cgroup.startsWith('/'))) return `${at}.cgroup: expected an absolute cgroup path (got ${describe(value.cgroup)})`;
+  if (value.bootId !== undefined && (typeof value.bootId !== 'string' || value.bootId === '')) return `${at}.bootId: expected a non-empty string (got ${describe(value.bootId)})`;
   if (value.windows !== undefined) return validateWindowsRecord(value.windows, value.root.pid, `${at}.windows`);
   return undefined;
 }

@@ -4,13 +4,14 @@
 //   node sentinel-main.js --log <stateDir>/sentinel.log --supervisor-pid <pid> [--supervisor-start <ticks>]
 //
 // stdin: newline-delimited JSON SentinelMessage lines. stdout: one `ready` line, nothing after. stderr: the log file.
-import { appendFileSync } from 'node:fs';
+import { constants, writeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { isLaunchCgroup } from './cgroup.js';
 import { identityHoldsNow } from './identity.js';
 import type { OwnerRecord } from './ownership.js';
 import type { SentinelMessage } from './sentinel.js';
+import { openNoFollowSync } from './statedir.js';
 import { terminate } from './terminate.js';
 import type { TerminationReport } from './terminate.js';
 import type { ProcessIdentity } from './types.js';
@@ -40,11 +41,20 @@ if (logPath === undefined || !Number.isInteger(supervisorPid) || supervisorPid <
   process.exit(2);
 }
 const supervisor: ProcessIdentity = { pid: supervisorPid, startTime: supervisorStart, clock: 'proc' };
+// Opened once, never through a symlink (a link planted later cannot redirect what we append); -1: no log, still kill.
+const logFd = ((): number => {
+  try {
+    return openNoFollowSync(logPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
+  } catch (error) {
+    process.stderr.write(`sentinel: cannot open the log ${logPath}: ${(error as Error).message}\n`);
+    return -1;
+  }
+})();
 
 // One JSON line per event; a log that cannot be written must not stop the sentinel from killing.
 function log(event: string, fields: Record<string, unknown> = {}): void {
   try {
-    appendFileSync(logPath as string, `${JSON.stringify({ time: new Date().toISOString(), pid: process.pid, event, ...fields })}\n`);
+    if (logFd >= 0) writeSync(logFd, `${JSON.stringify({ time: new Date().toISOString(), pid: process.pid, event, ...fields })}\n`);
   } catch {
     // nowhere left to report it
   }

@@ -10,6 +10,7 @@ import { WardenError } from './errors.js';
 import { currentIdentity } from './identity.js';
 import type { OwnerRecord } from './ownership.js';
 import { signalProcess } from './signal.js';
+import { ensureStateDirSync } from './statedir.js';
 import { spawnTethered } from './tethered.js';
 import { MARKER_VARIABLE } from './types.js';
 import type { ProcessIdentity } from './types.js';
@@ -84,6 +85,7 @@ export async function startSentinel(options: SentinelOptions): Promise<Sentinel>
     throw new SentinelError('SENTINEL_INVALID_OPTIONS', `startSentinel: stateDir must be a non-empty path (got ${JSON.stringify(options.stateDir)})`);
   }
   const stateDir = resolve(options.stateDir);
+  ensureStateDirSync(stateDir);
   const logPath = join(stateDir, 'sentinel.log');
   const logger = (options.logger ?? rootLogger).child({ component: 'sentinel' });
   const readyTimeoutMs = options.readyTimeoutMs ?? 10_000;

@@ -25,6 +25,8 @@ export interface Survivor {
   name: string;
   role: ProcessRole;
   reason: string;
+  /** The kernel refused our signals (EPERM): no retry can kill it; the report names it and the stop ends. */
+  denied?: boolean;
 }
 
 /** What terminate observed. `survivors` empty is the only success, and it was read back from the table. */
@@ -197,16 +199,16 @@ export async function terminate(owner: OwnerRecord, options: TerminateOptions = 
       send(owned, 'SIGKILL');
     }
     if (performance.now() >= confirmDeadline) break;
+    // Only processes that refuse our signals are left: waiting out the confirmation cannot change that.
+    if (current.every((owned) => seen.get(owned.info.pid)?.denied === true)) break;
     await sleep(confirmWait());
     current = await collect();
   }
 
-  const survivors = current.map((owned): Survivor => ({
-    pid: owned.info.pid,
-    name: owned.info.name,
-    role: owned.role,
-    reason: survivalReason(owned, seen.get(owned.info.pid)?.denied === true),
-  }));
+  const survivors = current.map((owned): Survivor => {
+    const denied = seen.get(owned.info.pid)?.denied === true;
+    return { pid: owned.info.pid, name: owned.info.name, role: owned.role, reason: survivalReason(owned, denied), ...(denied && { denied }) };
+  });
   const survivorPids = new Set(survivors.map((survivor) => survivor.pid));
   const killed: KilledProcess[] = [];
   for (const [pid, entry] of seen) {

@@ -1,9 +1,10 @@
 // A detached helper process tied to this one by its stdin pipe: the shape of the sentinel and the Windows guard.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants, mkdirSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { dirname } from 'node:path';
+import { openNoFollowSync } from './statedir.js';
 
 /** How a tethered helper ended. */
 export interface TetheredExit {
@@ -35,7 +36,8 @@ export interface TetheredOptions {
 // stdout piped, stderr appended to the log. The caller waits for its ready line, then unrefs it.
 export function spawnTethered(execPath: string, args: string[], options: TetheredOptions): Tethered {
   mkdirSync(dirname(options.logPath), { recursive: true });
-  const logFd = openSync(options.logPath, 'a');
+  // Never through a symlink: the log lives in the state directory, and a planted link would aim our writes elsewhere.
+  const logFd = openNoFollowSync(options.logPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
   let child: ChildProcess;
   try {
     // PROCESS LIFECYCLE: creates a subprocess

@@ -1,5 +1,5 @@
 // Instance commands over HTTP: validated up front (404/409 before anything is sent), then accepted (202) or awaited.
-import { filter, firstValueFrom, mergeMap, throwError } from 'rxjs';
+import { filter, firstValueFrom, fromEvent, mergeMap, takeUntil, throwError } from 'rxjs';
 import { ShutDownError, StartError, UnknownInstanceError, WardenError } from '../errors.js';
 import type { StartOverrides } from '../profiles.js';
 import type { InstanceStatus, Supervisor } from '../supervisor.js';
@@ -16,6 +16,32 @@ export interface CommandOptions {
   timeoutMs?: number;
   /** start/restart: `{ args }` or `{ launchProfile }` for this start. */
   overrides?: StartOverrides;
+  /** Aborted when the client hangs up: a waited command stops waiting (the command itself goes on). */
+  signal?: AbortSignal;
+}
+
+/** The client of a waited command hung up; nobody is left to answer. */
+export class ClientGoneError extends WardenError {
+  constructor() {
+    super('CLIENT_GONE', 'The client closed the connection before the command finished; it goes on, unanswered.');
+  }
+}
+
+let waiting = 0;
+// How many waited commands hold a subscription right now (tests: a hung-up client must bring it back to 0).
+export function pendingWaits(): number {
+  return waiting;
+}
+
+// Resolves with `work`, or rejects with ClientGoneError as soon as `signal` aborts (the work is left to finish).
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work;
+  if (signal.aborted) return Promise.reject(new ClientGoneError());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new ClientGoneError());
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** What a command answers: 202 `{ accepted }`, or 200 with the instance (and the termination report of a stop). */
@@ -124,7 +150,14 @@ export async function runInstanceCommand(
     work.catch(() => undefined);
     return { status: 202, body: { accepted: true, instance: id, action } };
   }
-  return { status: 200, body: await work };
+  waiting += 1;
+  try {
+    return { status: 200, body: await unlessAborted(work, options.signal) };
+  } finally {
+    waiting -= 1;
+    // Left to finish on its own when the client is gone; its outcome still reaches clients as events.
+    work.catch(() => undefined);
+  }
 }
 
 async function dispatch(
@@ -143,15 +176,17 @@ async function dispatch(
   if (state === 'idle') return { instance: await supervisor.start(id, overrides) };
   // A crashed instance waits out its backoff; START is ignored there, RESTART skips the wait. See relaunchCrashed.
   // With overrides, supervisor.restart() records them first (it also relaunches a crashed instance).
-  if (state === 'crashed') return { instance: overrides === undefined ? await relaunchCrashed(supervisor, id) : await supervisor.restart(id, overrides) };
+  if (state === 'crashed') return { instance: overrides === undefined ? await relaunchCrashed(supervisor, id, options.signal) : await supervisor.restart(id, overrides) };
   return { instance: action === 'start' ? await supervisor.start(id, overrides) : await supervisor.restart(id, overrides) };
 }
 
 // Sends RESTART to a crashed instance and resolves when it runs again (rejects if it crashes or fails on the way).
 // supervisor.start() rejects at once in `crashed` and supervisor.restart() waits for a `stopping` that never comes.
-async function relaunchCrashed(supervisor: Supervisor, id: string): Promise<InstanceStatus> {
+async function relaunchCrashed(supervisor: Supervisor, id: string, signal?: AbortSignal): Promise<InstanceStatus> {
+  // A hung-up client releases this subscription at once (it would otherwise live until the next transition).
+  const events$ = signal === undefined ? supervisor.events$ : supervisor.events$.pipe(takeUntil(fromEvent(signal, 'abort')));
   const outcome = firstValueFrom(
-    supervisor.events$.pipe(
+    events$.pipe(
       filter((event) => event.type === 'transition' && event.instance === id && event.from !== event.to),
       mergeMap((event) => {
         if (event.type !== 'transition') return [];

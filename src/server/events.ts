@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Subscription } from 'rxjs';
 import type { Supervisor, WardenEvent } from '../supervisor.js';
-import { BASE_HEADERS } from './respond.js';
+import { BASE_HEADERS, sendJson } from './respond.js';
 
 /** Options of the event hub. */
 export interface EventHubOptions {
@@ -10,6 +10,10 @@ export interface EventHubOptions {
   heartbeatMs?: number;
   /** How many past events are kept for replay (Last-Event-ID, `?lastEventId=`). Default 1000. */
   replayLimit?: number;
+  /** How many past `sample` events are kept for replay, apart, so samples never push other events out. Default 120. */
+  sampleReplayLimit?: number;
+  /** Streams open at once; one more is answered 503 with Retry-After (each stream holds a socket and a buffer). Default 32. */
+  maxClients?: number;
 }
 
 interface Buffered {
@@ -40,7 +44,11 @@ export interface EventHub {
 // Subscribes to `events$` at once, so events between server start and a client's connect can be replayed.
 export function createEventHub(supervisor: Supervisor, options: EventHubOptions = {}): EventHub {
   const replayLimit = options.replayLimit ?? 1000;
+  const sampleReplayLimit = options.sampleReplayLimit ?? 120;
+  const maxClients = options.maxClients ?? 32;
   const buffer: Buffered[] = [];
+  // One sample a second would otherwise fill the replay with samples within minutes and drop every transition.
+  const samples: Buffered[] = [];
   const clients = new Set<ServerResponse>();
   let nextId = 1;
   let completed = false;
@@ -64,8 +72,9 @@ export function createEventHub(supervisor: Supervisor, options: EventHubOptions 
     next: (event: WardenEvent) => {
       const id = nextId++;
       const text = frame(event.type, event, id);
-      buffer.push({ id, frame: text });
-      if (buffer.length > replayLimit) buffer.shift();
+      const kept = event.type === 'sample' ? samples : buffer;
+      kept.push({ id, frame: text });
+      if (kept.length > (event.type === 'sample' ? sampleReplayLimit : replayLimit)) kept.shift();
       for (const res of clients) write(res, text);
     },
     complete: () => {
@@ -90,6 +99,10 @@ export function createEventHub(supervisor: Supervisor, options: EventHubOptions 
         res.end();
         return;
       }
+      if (clients.size >= maxClients) {
+        sendJson(res, 503, { error: { code: 'TOO_MANY_STREAMS', message: `${clients.size} event streams are open (the limit is ${maxClients}); close one or retry later.` } }, { 'retry-after': '5' });
+        return;
+      }
       req.socket.setNoDelay(true);
       res.writeHead(200, {
         ...BASE_HEADERS,
@@ -100,7 +113,13 @@ export function createEventHub(supervisor: Supervisor, options: EventHubOptions 
       });
       let text = `retry: ${RETRY_MS}\n\n${frame('status', supervisor.status())}`;
       if (lastEventId !== undefined) {
-        for (const entry of buffer) if (entry.id > lastEventId) text += entry.frame;
+        // Both buffers are in id order: merge them so the replay keeps the order events happened in.
+        let a = 0;
+        let b = 0;
+        while (a < buffer.length || b < samples.length) {
+          const next = b >= samples.length || (a < buffer.length && (buffer[a] as Buffered).id < (samples[b] as Buffered).id) ? buffer[a++] : samples[b++];
+          if (next !== undefined && next.id > lastEventId) text += next.frame;
+        }
       }
       res.write(text);
       clients.add(res);

@@ -28,6 +28,10 @@ export interface ControlServerOptions {
   heartbeatMs?: number;
   /** Events kept for SSE replay. Default 1000. */
   replayLimit?: number;
+  /** `sample` events kept for SSE replay, apart from the others. Default 120. */
+  sampleReplayLimit?: number;
+  /** SSE streams open at once; one more gets 503 and Retry-After. Default 32. */
+  maxEventStreams?: number;
   /** Node's process metrics (`warden_process_*`, `warden_nodejs_*`) on /metrics. Default true. */
   defaultMetrics?: boolean;
   /** Called when a shutdown requested by `POST /api/shutdown` has finished (the CLI exits then). */
@@ -60,6 +64,8 @@ export async function startControlServer(supervisor: Supervisor, options: Contro
   const hub = createEventHub(supervisor, {
     ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
     ...(options.replayLimit !== undefined && { replayLimit: options.replayLimit }),
+    ...(options.sampleReplayLimit !== undefined && { sampleReplayLimit: options.sampleReplayLimit }),
+    ...(options.maxEventStreams !== undefined && { maxClients: options.maxEventStreams }),
   });
   const metrics = createMetrics(supervisor, options.defaultMetrics === undefined ? {} : { defaultMetrics: options.defaultMetrics });
 
@@ -77,7 +83,10 @@ export async function startControlServer(supervisor: Supervisor, options: Contro
       if (shutdownRequested) return;
       shutdownRequested = true;
       setImmediate(() => {
-        void supervisor.shutdown().then((report) => options.onShutdown?.(report));
+        void supervisor
+          .shutdown()
+          .then((report) => options.onShutdown?.(report))
+          .catch((error: unknown) => process.stderr.write(`warden: shutdown requested over the API failed: ${(error as Error).message}\n`));
       });
     },
   };

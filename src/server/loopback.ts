@@ -29,3 +29,18 @@ export function isAllowedOrigin(header: string | undefined, allowed: ReadonlySet
   const match = /^http:\/\/([^/]+)$/i.exec(header.trim());
   return match?.[1] !== undefined && allowed.has(match[1].toLowerCase());
 }
+
+// Whether a client may send the API token to `url`: plain http to a literal loopback address (127.0.0.0/8, ::1),
+// no credentials in it. A server.json pointing anywhere else (edited, or planted) must not receive the token;
+// `localhost` is refused too, since a hosts file can point it elsewhere.
+export function isLoopbackUrl(url: string): boolean {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return false;
+  }
+  if (parsed.protocol !== 'http:' || parsed.username !== '' || parsed.password !== '') return false;
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+  return (isIPv4(host) || isIPv6(host)) && isLoopbackHost(host);
+}

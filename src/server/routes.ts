@@ -98,7 +98,10 @@ function routesOf(ctx: RouteContext): Route[] {
           }
           const body = await readJsonObject(req);
           const options = commandOptions(action as InstanceAction, url.searchParams, body);
-          const reply = await runInstanceCommand(supervisor, id, action as InstanceAction, options, ctx.shutDown());
+          // A client that hangs up mid-wait releases what the wait holds (see runInstanceCommand).
+          const hangUp = new AbortController();
+          res.once('close', () => hangUp.abort());
+          const reply = await runInstanceCommand(supervisor, id, action as InstanceAction, { ...options, signal: hangUp.signal }, ctx.shutDown());
           sendJson(res, reply.status, reply.body);
         },
       },

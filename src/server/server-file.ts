@@ -19,7 +19,8 @@ export async function writeServerFile(stateDir: string, url: string): Promise<vo
   const path = serverFilePath(stateDir);
   const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const content: ServerFile = { url, pid: process.pid };
-  await writeFile(temporary, `${JSON.stringify(content)}\n`, { mode: 0o600 });
+  // Exclusive create: never written through a file or link already at that name.
+  await writeFile(temporary, `${JSON.stringify(content)}\n`, { mode: 0o600, flag: 'wx' });
   await rename(temporary, path);
 }
 

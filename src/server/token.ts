@@ -1,8 +1,11 @@
-// The API token: 32 random bytes (hex) kept in <stateDir>/token with mode 0600, created once and reused.
+// The API token: 32 random bytes (hex) kept in <stateDir>/token with mode 0600, created once (fsynced) and reused.
+// Never read or written through a symlink, and only in a state directory the current user owns and alone can write.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmod, link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { link, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WardenError } from '../errors.js';
+import { ensureStateDir, openNoFollow } from '../process/statedir.js';
 
 const TOKEN_PATTERN = /^[0-9a-f]{64}$/;
 
@@ -13,15 +16,25 @@ export function tokenPath(stateDir: string): string {
 
 // Returns the state directory's token, creating it atomically (complete or absent, never half-written) on first use.
 export async function loadOrCreateToken(stateDir: string): Promise<string> {
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await ensureStateDir(stateDir);
   const path = tokenPath(stateDir);
   const existing = await readToken(path);
   if (existing !== undefined) return existing;
   const token = randomBytes(32).toString('hex');
   const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(temporary, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  // Exclusive create (never through an existing file or link), fsync before it gets its name: a crash leaves
+  // the whole token or none. fchmod, because the create mode is filtered by the umask.
+  const file = await open(temporary, 'wx', 0o600);
+  try {
+    await file.chmod(0o600);
+    await file.writeFile(`${token}\n`);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
   try {
     await link(temporary, path);
+    await syncDirectory(stateDir);
     return token;
   } catch (error) {
     // Another process created it between our read and our link: theirs wins.
@@ -34,21 +47,42 @@ export async function loadOrCreateToken(stateDir: string): Promise<string> {
   }
 }
 
+// Makes the new name durable (POSIX); Windows cannot open a directory, and the link itself is already atomic.
+async function syncDirectory(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // best effort
+  }
+}
+
 async function readToken(path: string): Promise<string | undefined> {
   let text: string;
+  let file;
   try {
-    text = await readFile(path, 'utf8');
+    file = await openNoFollow(path, constants.O_RDONLY);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
-  const token = text.trim();
-  if (!TOKEN_PATTERN.test(token)) {
-    throw new WardenError('TOKEN_INVALID', `${path} does not hold a 64-digit hex token; delete it to make a new one.`);
+  try {
+    text = await file.readFile('utf8');
+    const token = text.trim();
+    if (!TOKEN_PATTERN.test(token)) {
+      throw new WardenError('TOKEN_INVALID', `${path} does not hold a 64-digit hex token; delete it to make a new one.`);
+    }
+    // A copied or restored file may have lost its mode: the token is a secret, keep it the owner's only (on the
+    // file we opened, not whatever the name points to by now).
+    await file.chmod(0o600).catch(() => undefined);
+    return token;
+  } finally {
+    await file.close();
   }
-  // A copied or restored file may have lost its mode: the token is a secret, keep it the owner's only.
-  await chmod(path, 0o600).catch(() => undefined);
-  return token;
 }
 
 // Compares a presented token with the expected one in constant time (hashes first, so lengths never leak).

@@ -289,6 +289,62 @@ describe('instance machine: stop, restart and intent', () => {
     expect(h.alerts.map((a) => a.kind)).toEqual(['terminate-failed', 'terminate-failed']);
   });
 
+  test('a survivor that refuses our signals (EPERM) ends the stop at once: one attempt, a stop-stuck alert naming it, no retry timer', async () => {
+    const h = new InstanceHarness({ autoLaunch: true }).start();
+    await startHealthy(h);
+    await h.send({ type: 'STOP' });
+    const denied = { pid: 4100, name: 'bash', role: 'shell' as const, reason: 'permission denied (EPERM): the process belongs to another user', denied: true };
+    await h.resolveTerminate({ ...report(true), survivors: [denied] });
+    expect(h.value).toEqual({ stopping: 'stuck' });
+    expect(h.terminates).toHaveLength(1);
+    expect(h.alerts.map((a) => a.kind)).toEqual(['stop-stuck']);
+    expect(h.alerts[0]?.survivors).toEqual([denied]);
+    expect(h.alerts[0]?.message).toMatch(/^"webui" is not confirmed dead and Warden stopped retrying: 4100 bash \(shell: permission denied \(EPERM\)[^)]*\) still alive; every survivor refuses our signals \(EPERM\), so retrying cannot help/);
+    // Nothing is pending: the machine does not loop on a tree it cannot kill, and it never left stopping.
+    await h.clock.advance(60_000);
+    expect(h.terminates).toHaveLength(1);
+    expect(h.value).toEqual({ stopping: 'stuck' });
+    expect(h.tree.launches).toBe(1);
+  });
+
+  test('survivors that might still die get maxStopAttempts attempts, then stop-stuck; a new STOP starts a fresh round', async () => {
+    const h = new InstanceHarness({ terminate: () => 'survivor', input: { maxStopAttempts: 3 } }).start();
+    await startHealthy(h);
+    await h.send({ type: 'STOP' });
+    await h.clock.advance(10_000);
+    expect(h.terminates.map((t) => t.attempt)).toEqual([0, 1, 2]);
+    expect(h.value).toEqual({ stopping: 'stuck' });
+    expect(h.alerts.map((a) => a.kind)).toEqual(['survivors', 'survivors', 'stop-stuck']);
+    expect(h.alerts[2]?.message).toContain('3 of 3 terminate attempts made');
+    await h.send({ type: 'STOP' });
+    expect(h.terminates.map((t) => t.attempt)).toEqual([0, 1, 2, 0]);
+    expect(h.value).toEqual({ stopping: 'retrying' });
+  });
+
+  test('terminate errors are bounded too: the last allowed failure is stop-stuck, not another retry', async () => {
+    const h = new InstanceHarness({ terminate: () => 'error', input: { maxStopAttempts: 2 } }).start();
+    await startHealthy(h);
+    await h.send({ type: 'STOP' });
+    await h.clock.advance(10_000);
+    expect(h.terminates).toHaveLength(2);
+    expect(h.alerts.map((a) => a.kind)).toEqual(['terminate-failed', 'stop-stuck']);
+    expect(h.alerts[1]?.message).toMatch(/the last attempt failed \(.+\); 2 of 2 terminate attempts made/);
+    expect(h.value).toEqual({ stopping: 'stuck' });
+  });
+
+  test('a stuck stop that is asked to RESTART tries again and launches only once the tree is confirmed dead', async () => {
+    let calls = 0;
+    // The first attempt leaves a survivor (stuck, maxStopAttempts 1); the next one, after RESTART, confirms it dead.
+    const h = new InstanceHarness({ terminate: () => (++calls === 1 ? 'survivor' : 'dead'), input: { maxStopAttempts: 1 } }).start();
+    await startHealthy(h);
+    await h.send({ type: 'STOP' });
+    expect(h.value).toEqual({ stopping: 'stuck' });
+    await h.send({ type: 'RESTART' });
+    expect(h.tree.violations).toEqual([]);
+    expect(h.tree.launches).toBe(2);
+    expect(h.value).toEqual({ spawning: 'awaitingHealth' });
+  });
+
   test('a terminate report without a survivors list is not taken as proof of death', async () => {
     const h = new InstanceHarness({ autoLaunch: true }).start();
     await startHealthy(h);
@@ -312,5 +368,6 @@ describe('instance machine: stop, restart and intent', () => {
     expect(() =>
       instanceContext({ id: 'webui', startupTimeoutMs: 1000, restart: { ...POLICY, baseDelayMs: -1, jitter: 2 } }),
     ).toThrow('Invalid instance "webui": restart.baseDelayMs must be a finite number >= 0, received -1; restart.jitter must be a fraction between 0 and 1, received 2');
+    expect(() => instanceContext({ id: 'webui', startupTimeoutMs: 1000, restart: POLICY, maxStopAttempts: 0 })).toThrow('maxStopAttempts must be an integer >= 1, received 0');
   });
 });

@@ -158,7 +158,9 @@ describe('supervisor', () => {
     const s = supervise({ stuck: ['webui-2'] });
     await startAll(s, ['webui', 'webui-2']);
     await s.send({ type: 'SHUTDOWN' });
-    for (let i = 0; i < 5; i++) await s.clock.fireNext();
+    // Five attempts (the default maxStopAttempts), then the instance stops retrying: no timer is left to fire.
+    for (let i = 0; i < 4; i++) await s.clock.fireNext();
+    await expect(s.clock.fireNext()).rejects.toThrow('no timer is pending');
     const snapshot = s.actor.getSnapshot();
     expect(snapshot.value).toBe('shuttingDown');
     expect(snapshot.status).toBe('active');
@@ -166,13 +168,14 @@ describe('supervisor', () => {
     expect(snapshot.context.awaiting).toEqual(['webui-2']);
     expect(snapshot.context.stuck).toEqual(['webui-2']);
     expect(s.stateOf('webui')).toBe('idle');
-    expect(s.stateOf('webui-2')).toEqual({ stopping: 'retrying' });
+    expect(s.stateOf('webui-2')).toEqual({ stopping: 'stuck' });
     expect(s.order.filter((line) => line.startsWith('terminate webui-2')).map((line) => /attempt (\d)/.exec(line)?.[1])).toEqual([
-      '0', '1', '2', '3', '4', '5',
+      '0', '1', '2', '3', '4',
     ]);
     const alerts = s.emitted.filter((e) => e.type === 'INSTANCE_ALERT');
-    expect(alerts).toHaveLength(6);
+    expect(alerts).toHaveLength(5);
     expect(alerts[0]).toMatchObject({ id: 'webui-2', alert: { kind: 'survivors', survivors: [{ pid: 4100, role: 'shell' }] } });
+    expect(alerts[4]).toMatchObject({ id: 'webui-2', alert: { kind: 'stop-stuck', survivors: [{ pid: 4100, role: 'shell' }] } });
   });
 
   test('shutdown of instances that never started completes at once (each acknowledges STOP)', async () => {

@@ -7,10 +7,10 @@ import { afterEach, describe, expect, test } from 'vitest';
 import type { Supervisor } from '../../src/index.js';
 import { startControlServer } from '../../src/server/index.js';
 import type { ControlServer } from '../../src/server/index.js';
+import { CHROMIUM_ARGS, findChromium } from '../support/chromium.js';
 import { waitFor } from '../support/processes.js';
 import { cleanupRuntime, fakeInstance, makeSupervisor } from '../support/runtime.js';
 
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SCREENSHOT = resolve(import.meta.dirname, '../../docs/dashboard.png');
 
 let server: ControlServer | undefined;
@@ -34,7 +34,8 @@ async function setup(): Promise<{ supervisor: Supervisor; ids: string[]; url: st
 }
 
 async function openBrowser(): Promise<Page> {
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  // Playwright gives each launch a fresh --user-data-dir of its own.
+  browser = await chromium.launch({ executablePath: (await findChromium()).path, args: CHROMIUM_ARGS });
   const page = await browser.newPage({ viewport: { width: 1280, height: 980 } });
   // The page must make no request beyond this server (the machine has no network; neither do users' dashboards).
   page.on('request', (request) => {
@@ -97,10 +98,13 @@ describe('dashboard', () => {
     expect(await page.locator('#watchdog').textContent()).toBe('watchdog ok');
     expect(await stateOf(page, second)).toBe('running');
 
-    // The token is entered once: a reload goes straight to the live view.
+    // The token is entered once: a reload goes straight to the live view. It lives in this tab's
+    // sessionStorage, never in localStorage (on disk, for every later visitor of the origin).
     await page.reload();
     await waitFor(async () => (await stateOf(page, first)) === 'running', 10_000, 'the live view after reload');
     expect(await page.locator('#login').isHidden()).toBe(true);
+    expect(await page.evaluate('localStorage.length')).toBe(0);
+    expect(await page.evaluate('sessionStorage.getItem("warden.token")')).toBe(token);
 
     if (process.env.WARDEN_UPDATE_SCREENSHOT === '1') {
       // Let the replayed history and a little more fill the chart before the picture.
@@ -120,5 +124,6 @@ describe('dashboard', () => {
     expect(await page.locator('#login-error').textContent()).toContain('refused');
     expect(await page.locator('#main').isHidden()).toBe(true);
     expect(await page.evaluate('localStorage.getItem("warden.token")')).toBeNull();
+    expect(await page.evaluate('sessionStorage.getItem("warden.token")')).toBeNull();
   });
 });

@@ -23,6 +23,9 @@ export interface PipedOptions {
   env?: NodeJS.ProcessEnv;
   /** Sees the stdout so far each time more arrives. */
   onStdout?: (stdout: string, child: ChildProcess) => void;
+  /** Run as this user and group (root only): for tests of what another user may do. */
+  uid?: number;
+  gid?: number;
 }
 
 // Spawns `command args` with stdin ignored and stdout/stderr collected. The caller registers it for cleanup.
@@ -34,6 +37,8 @@ export function startPiped(command: string, args: string[], options: PipedOption
     ...(options.cwd !== undefined && { cwd: options.cwd }),
     env: options.env ?? { ...process.env, NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.uid !== undefined && { uid: options.uid }),
+    ...(options.gid !== undefined && { gid: options.gid }),
   });
   const output = { stdout: '', stderr: '' };
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {

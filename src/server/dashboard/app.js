@@ -85,7 +85,7 @@
   }
 
   function logout(message) {
-    localStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(TOKEN_KEY);
     app.token = null;
     app.source?.close();
     app.source = null;
@@ -102,7 +102,9 @@
       if (error.status !== 401) showLogin(`Cannot reach Warden: ${error.message}`);
       return;
     }
-    localStorage.setItem(TOKEN_KEY, token);
+    // sessionStorage, not localStorage: the token lives as long as this tab (a reload keeps it), never on disk
+    // for every later visitor of this origin.
+    sessionStorage.setItem(TOKEN_KEY, token);
     $('login').hidden = true;
     $('main').hidden = false;
     $('forget').hidden = false;
@@ -477,7 +479,9 @@
   $('release').addEventListener('click', releaseHold);
   setInterval(refreshStatus, 10_000);
 
-  const saved = localStorage.getItem(TOKEN_KEY);
+  // An older dashboard kept the token in localStorage: drop it.
+  localStorage.removeItem(TOKEN_KEY);
+  const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) login(saved);
   else showLogin();
 })();
