@@ -34,7 +34,7 @@ def _accepted(server: socket.socket) -> bool:
     return True
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "10.11.12.13", "example.com", "localhost.", "[::]", "128.0.0.1"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.11.12.13", "example.com", "localhost", "localhost.", "[::]", "128.0.0.1"])
 def test_a_non_loopback_url_is_refused_before_anything_is_sent(host: str) -> None:
     # 0.0.0.0 reaches a listener on every address on Linux: the listener proves no connection was even tried.
     listener = _listener("0.0.0.0")
@@ -47,6 +47,14 @@ def test_a_non_loopback_url_is_refused_before_anything_is_sent(host: str) -> Non
         assert not _accepted(listener)
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("url,code", [("https://127.0.0.1:7870", "BAD_URL"), ("ftp://127.0.0.1:7870", "BAD_URL"), ("http://user:pw@127.0.0.1:7870", "NOT_LOOPBACK")])
+def test_only_plain_http_to_loopback_carries_the_token(url: str, code: str) -> None:
+    # The same rule as `warden status`: http:// with no credentials in the URL.
+    with pytest.raises(WardenError) as refused:
+        WardenClient(url=url, token="secret-token")
+    assert refused.value.code == code and url in refused.value.message
 
 
 def test_a_url_changed_after_construction_is_refused_too() -> None:
@@ -66,7 +74,7 @@ def test_a_url_changed_after_construction_is_refused_too() -> None:
         listener.close()
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "localhost", "[::1]", "[::ffff:127.0.0.1]"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "[::1]", "[::ffff:127.0.0.1]"])
 def test_loopback_urls_are_accepted(host: str) -> None:
     assert WardenClient(url=f"http://{host}:7870", token="t").url == f"http://{host}:7870"
 

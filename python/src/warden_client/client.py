@@ -565,18 +565,18 @@ def _require_loopback(url: str) -> urllib.parse.SplitResult:
     """The parsed URL if it names a loopback host; ``NOT_LOOPBACK`` (before any connection) otherwise.
     The token opens the whole control API: it goes to this machine only, never over a network."""
     parsed = urllib.parse.urlsplit(url)
-    if parsed.hostname is None or not _is_loopback_host(parsed.hostname):
-        raise WardenError("NOT_LOOPBACK", f"Refusing to send the API token to {url}: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed.", None, {"url": url})
+    plain_http = parsed.scheme == "http" and parsed.username is None and parsed.password is None
+    if not plain_http or parsed.hostname is None or not _is_loopback_host(parsed.hostname):
+        raise WardenError("NOT_LOOPBACK", f"Refusing to send the API token to {url}: only http:// to a literal loopback address (127.0.0.0/8, ::1) is allowed.", None, {"url": url})
     return parsed
 
 
 def _is_loopback_host(host: str) -> bool:
-    """Mirrors the server's isLoopbackHost (src/server/loopback.ts): 127.0.0.0/8, ::1 (or IPv4-mapped 127.x), localhost."""
+    """Mirrors `warden status` (isLoopbackUrl in src/server/loopback.ts): a literal 127.0.0.0/8 or ::1 (or IPv4-mapped
+    127.x) address. Not "localhost": a hosts file can point a name anywhere."""
     name = host.strip().lower()
     if name.startswith("[") and name.endswith("]"):
         name = name[1:-1]
-    if name == "localhost":
-        return True
     try:
         address = ipaddress.ip_address(name.split("%", 1)[0])
     except ValueError:
