@@ -88,7 +88,7 @@ describe.each(escapeProof.map((choice) => [choice.backend, choice] as const))('%
   });
 
   test(`workers with a clean environment orphaned by 5 Python crashes and relaunches are all owned and killed (backend ${backend})`, async () => {
-    const tree = await launchWith(choice, './webui.sh', ['--port', '0', '--workers', '2', '--clean-env-worker']);
+    const tree = await launchWith(choice, './webui.sh', ['-f', '--port', '0', '--workers', '2', '--clean-env-worker']);
     const seen = new Map<number, number | undefined>();
     const restartFile = join(tree.stateDir, 'tmp', 'restart');
     mkdirSync(join(tree.stateDir, 'tmp'), { recursive: true });
@@ -120,7 +120,7 @@ describe.each(escapeProof.map((choice) => [choice.backend, choice] as const))('%
   });
 
   test(`every process carrying the marker is inside the container from its first instruction (backend ${backend})`, async () => {
-    const tree = await launchWith(choice, './webui.sh', ['--port', '0', '--workers', '3']);
+    const tree = await launchWith(choice, './webui.sh', ['-f', '--port', '0', '--workers', '3']);
     if (backend === 'cgroup') {
       expect(tree.cgroup).toMatch(/\/warden\/contain-[0-9a-f]{6}-[0-9a-f]{16}$/);
       // The join step ran before exec: the root is already a member when launch() returns.
@@ -138,7 +138,7 @@ describe.each(escapeProof.map((choice) => [choice.backend, choice] as const))('%
 describe.each(available.map((choice) => [choice.backend, choice] as const))('%s backend: the stop protocol', (backend, choice) => {
   test(`a wrapper relaunch loop launches no Python once the stop begins (backend ${backend})`, async () => {
     // The wrapper traps SIGTERM and keeps looping, like a wrapper that would relaunch behind a careless kill.
-    const tree = await launchWith(choice, './webui.sh', ['--port', '0', '--workers', '2'], { FAKE_WEBUI_TRAP_TERM: '1' });
+    const tree = await launchWith(choice, './webui.sh', ['-f', '--port', '0', '--workers', '2'], { FAKE_WEBUI_TRAP_TERM: '1' });
     await waitFor(() => pythonsOf(tree).length >= 3, 15_000, '3 pythons');
     const restartFile = join(tree.stateDir, 'tmp', 'restart');
     mkdirSync(join(tree.stateDir, 'tmp'), { recursive: true });
@@ -160,7 +160,7 @@ describe.each(available.map((choice) => [choice.backend, choice] as const))('%s 
   });
 
   test(`a tree that ignores SIGTERM is SIGKILLed at grace + ε (backend ${backend})`, async () => {
-    const tree = await launchWith(choice, './webui.sh', ['--port', '0', '--workers', '2', '--ignore-sigterm']);
+    const tree = await launchWith(choice, './webui.sh', ['-f', '--port', '0', '--workers', '2', '--ignore-sigterm']);
     await waitFor(() => pythonsOf(tree).filter((entry) => ignoresSigterm(entry.info.pid)).length === 3, 15_000, 'SIGTERM to be ignored');
     const before = identities(owned(tree));
     const graceMs = 600;
@@ -178,8 +178,8 @@ describe.each(available.map((choice) => [choice.backend, choice] as const))('%s 
 
   test(`look-alikes in the same cwd and a pid reused by an unrelated process are never signalled (backend ${backend})`, async () => {
     const lookalikePython = await startDecoy('python3', ['launch.py', '--port', '0', '--workers', '1']);
-    const lookalikeShell = await startDecoy('bash', ['webui.sh', '--port', '0']);
-    const tree = await launchWith(choice, './webui.sh', ['--port', '0', '--workers', '2', '--daemon-grandchild']);
+    const lookalikeShell = await startDecoy('bash', ['webui.sh', '-f', '--port', '0']);
+    const tree = await launchWith(choice, './webui.sh', ['-f', '--port', '0', '--workers', '2', '--daemon-grandchild']);
     await waitFor(() => pythonsOf(tree).length >= 4, 15_000, 'launch.py, 2 workers and the daemon');
     const ownedPids = owned(tree).map((entry) => entry.info.pid);
     expect(ownedPids).not.toContain(lookalikePython.pid);

@@ -38,14 +38,14 @@ describe('port discovery', () => {
     const low = await freeRun();
     await hold(low);
     const base = await fakeInstance({ args: ['--workers', '1'], health: false });
-    const instance = { ...base, args: ['--workers', '1'], profile: 'a1111', port: `auto:${low}-${low + 2}` };
+    const instance = { ...base, args: ['-f', '--workers', '1'], profile: 'a1111', port: `auto:${low}-${low + 2}` };
     const supervisor = makeSupervisor([instance]);
 
     const status = await supervisor.start(instance.id);
 
     expect(status).toMatchObject({ port: low + 1, url: `http://127.0.0.1:${low + 1}`, ready: true });
     const info = (await (await fetch(`http://127.0.0.1:${low + 1}/fake/info`)).json()) as { argv: string[]; warden_port: string };
-    expect(info.argv).toEqual(['--workers', '1', '--port', String(low + 1)]);
+    expect(info.argv).toEqual(['-f', '--workers', '1', '--port', String(low + 1)]);
     expect(info.warden_port).toBe(String(low + 1));
     await supervisor.stop(instance.id);
   }, 30_000);
@@ -55,7 +55,7 @@ describe('port discovery', () => {
     await hold(low);
     await hold(low + 1, '127.0.0.1');
     const base = await fakeInstance({ health: false });
-    const instance = { ...base, args: [], profile: 'a1111', port: `auto:${low}-${low + 1}`, restart: { onCrash: false } };
+    const instance = { ...base, args: ['-f'], profile: 'a1111', port: `auto:${low}-${low + 1}`, restart: { onCrash: false } };
     const supervisor = makeSupervisor([instance]);
 
     const error = await supervisor.start(instance.id).then(() => undefined, (reason: unknown) => reason);
@@ -73,7 +73,7 @@ describe('port discovery', () => {
     const port = await freePort();
     await hold(port);
     const base = await fakeInstance({ health: false });
-    const instance = { ...base, args: [], profile: 'a1111', port, restart: { onCrash: false } };
+    const instance = { ...base, args: ['-f'], profile: 'a1111', port, restart: { onCrash: false } };
     const supervisor = makeSupervisor([instance]);
 
     await expect(supervisor.start(instance.id)).rejects.toThrow(new RegExp(`port ${port} already answers \\(pid ${process.pid} \\S+, not started by Warden\\)`));
@@ -83,8 +83,8 @@ describe('port discovery', () => {
   test('two instances sharing a range get different ports', async () => {
     const low = await freeRun();
     const range = `auto:${low}-${low + 2}`;
-    const one = { ...(await fakeInstance({ health: false })), args: [], profile: 'a1111', port: range };
-    const two = { ...(await fakeInstance({ health: false })), args: [], profile: 'a1111', port: range };
+    const one = { ...(await fakeInstance({ health: false })), args: ['-f'], profile: 'a1111', port: range };
+    const two = { ...(await fakeInstance({ health: false })), args: ['-f'], profile: 'a1111', port: range };
     const supervisor = makeSupervisor([one, two]);
     const [first, second] = await Promise.all([supervisor.start(one.id), supervisor.start(two.id)]);
     expect(new Set([first.port, second.port]).size).toBe(2);

@@ -11,7 +11,7 @@ withDecoysUntouched();
 // A fake WebUI configured the way a user of a profile would: no health, no --port; the profile supplies them.
 async function profiled(profile: string, args: string[], extra: Record<string, unknown> = {}): Promise<Record<string, unknown> & { id: string; port: number }> {
   const base = await fakeInstance({ args, health: false });
-  return { ...base, args, profile, port: base.port, ...extra };
+  return { ...base, args: ['-f', ...args], profile, port: base.port, ...extra };
 }
 
 async function info(port: number): Promise<{ pid: number; argv: string[]; workers: number[]; restarting: string | null; warden_port: string | null }> {
@@ -30,7 +30,7 @@ describe('profiles', () => {
 
     expect(status).toMatchObject({ state: 'running', profile: 'a1111', port: instance.port, url: `http://127.0.0.1:${instance.port}`, ready: true });
     const running = await info(instance.port);
-    expect(running.argv).toEqual(['--api', '--api-server-stop', '--workers', '1', '--port', String(instance.port)]);
+    expect(running.argv).toEqual(['-f', '--api', '--api-server-stop', '--workers', '1', '--port', String(instance.port)]);
     expect(running.warden_port).toBe(String(instance.port));
     expect(running.restarting).toBeNull();
 
@@ -59,13 +59,13 @@ describe('profiles', () => {
 
   test('per-start args and launch profiles replace the configured args; restarts set SD_WEBUI_RESTARTING=1', async () => {
     const instance = await profiled('a1111', ['--workers', '1', '--autolaunch'], {
-      launchProfiles: { lowvram: { args: ['--lowvram', '--autolaunch'], env: { COMMANDLINE_ARGS: '--workers 3' } } },
+      launchProfiles: { lowvram: { args: ['-f', '--lowvram', '--autolaunch'], env: { COMMANDLINE_ARGS: '--workers 3' } } },
     });
     const supervisor = makeSupervisor([instance]);
 
-    await supervisor.start(instance.id, { args: ['--workers', '2', '--autolaunch'] });
+    await supervisor.start(instance.id, { args: ['-f', '--workers', '2', '--autolaunch'] });
     const first = await info(instance.port);
-    expect(first.argv).toEqual(['--workers', '2', '--autolaunch', '--port', String(instance.port)]);
+    expect(first.argv).toEqual(['-f', '--workers', '2', '--autolaunch', '--port', String(instance.port)]);
     expect(first.workers).toHaveLength(2);
     expect(first.restarting).toBeNull();
     await expect(supervisor.start(instance.id, { args: ['--workers', '5'] })).rejects.toThrow(/already running; restart it to change its arguments/);
@@ -73,7 +73,7 @@ describe('profiles', () => {
     const restarted = await supervisor.restart(instance.id, { launchProfile: 'lowvram' });
     expect(restarted.launchProfile).toBe('lowvram');
     const second = await info(instance.port);
-    expect(second.argv).toEqual(['--lowvram', '--autolaunch', '--port', String(instance.port)]);
+    expect(second.argv).toEqual(['-f', '--lowvram', '--autolaunch', '--port', String(instance.port)]);
     expect(second.workers).toHaveLength(3);
     expect(second.restarting).toBe('1');
     // --autolaunch opened a browser on the first start only.
@@ -83,7 +83,7 @@ describe('profiles', () => {
     await expect(supervisor.restart(instance.id, { launchProfile: 'highvram' })).rejects.toThrow('Unknown launch profile "highvram" for "' + instance.id + '" (known: lowvram).');
     // A plain restart goes back to the configured args.
     await supervisor.restart(instance.id);
-    expect((await info(instance.port)).argv).toEqual(['--workers', '1', '--autolaunch', '--port', String(instance.port)]);
+    expect((await info(instance.port)).argv).toEqual(['-f', '--workers', '1', '--autolaunch', '--port', String(instance.port)]);
   }, 60_000);
 
   test('A1111 restarting itself (server-restart → tmp/restart → webui.sh relaunches Python) stays the same running instance', async () => {

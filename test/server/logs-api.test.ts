@@ -16,7 +16,7 @@ afterEach(async () => {
 
 async function setup(): Promise<{ supervisor: Supervisor; id: string; port: number; base: string; token: string }> {
   const base = await fakeInstance({ args: ['--workers', '1'], health: false });
-  const instance = { ...base, args: ['--workers', '1'], profile: 'a1111', launchProfiles: { two: { args: ['--workers', '2'] } } };
+  const instance = { ...base, args: ['-f', '--workers', '1'], profile: 'a1111', launchProfiles: { two: { args: ['-f', '--workers', '2'] } } };
   const supervisor = makeSupervisor([instance]);
   server = await startControlServer(supervisor, { host: '127.0.0.1', port: 0, stateDir: supervisor.config.stateDir });
   return { supervisor, id: instance.id, port: base.port, base: server.url, token: server.token };
@@ -125,13 +125,13 @@ describe('logs API', () => {
 
   test('start and restart take { args } or { launchProfile }; an unknown profile is a 400 listing the known ones', async () => {
     const { id, base, token, port } = await setup();
-    const started = await call(`${base}/api/instances/${id}/start?wait=1`, token, { method: 'POST', body: { args: ['--workers', '3'] } });
+    const started = await call(`${base}/api/instances/${id}/start?wait=1`, token, { method: 'POST', body: { args: ['-f', '--workers', '3'] } });
     expect(started.status).toBe(200);
     expect(started.json.instance).toMatchObject({ state: 'running', ready: true, profile: 'a1111', port, url: `http://127.0.0.1:${port}` });
     let info = (await (await fetch(`http://127.0.0.1:${port}/fake/info`)).json()) as { argv: string[] };
-    expect(info.argv).toEqual(['--workers', '3', '--port', String(port)]);
+    expect(info.argv).toEqual(['-f', '--workers', '3', '--port', String(port)]);
 
-    const again = await call(`${base}/api/instances/${id}/start`, token, { method: 'POST', body: { args: ['--workers', '1'] } });
+    const again = await call(`${base}/api/instances/${id}/start`, token, { method: 'POST', body: { args: ['-f', '--workers', '1'] } });
     expect(again.status).toBe(409);
     expect(again.json.error.code).toBe('ALREADY_RUNNING');
 
@@ -149,6 +149,6 @@ describe('logs API', () => {
     expect(restarted.status).toBe(200);
     expect(restarted.json.instance.launchProfile).toBe('two');
     info = (await (await fetch(`http://127.0.0.1:${port}/fake/info`)).json()) as { argv: string[] };
-    expect(info.argv).toEqual(['--workers', '2', '--port', String(port)]);
+    expect(info.argv).toEqual(['-f', '--workers', '2', '--port', String(port)]);
   }, 40_000);
 });
