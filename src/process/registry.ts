@@ -177,7 +177,7 @@ export async function writeAtomic(path: string, content: string): Promise<void> 
 }
 
 // Makes a rename durable (POSIX); directories cannot be opened for sync on Windows, which is fine to skip.
-async function syncDirectory(dir: string): Promise<void> {
+export async function syncDirectory(dir: string): Promise<void> {
   try {
     const handle = await open(dir, 'r');
     try {

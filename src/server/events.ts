@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Subscription } from 'rxjs';
 import type { Supervisor, WardenEvent } from '../supervisor.js';
-import { BASE_HEADERS, sendJson } from './respond.js';
+import { BASE_HEADERS, SSE_HEADERS, sendJson } from './respond.js';
 
 /** Options of the event hub. */
 export interface EventHubOptions {
@@ -104,13 +104,7 @@ export function createEventHub(supervisor: Supervisor, options: EventHubOptions 
         return;
       }
       req.socket.setNoDelay(true);
-      res.writeHead(200, {
-        ...BASE_HEADERS,
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-store, no-transform',
-        connection: 'keep-alive',
-        'x-accel-buffering': 'no',
-      });
+      res.writeHead(200, { ...BASE_HEADERS, ...SSE_HEADERS });
       let text = `retry: ${RETRY_MS}\n\n${frame('status', supervisor.status())}`;
       if (lastEventId !== undefined) {
         // Both buffers are in id order: merge them so the replay keeps the order events happened in.

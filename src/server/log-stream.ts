@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Supervisor } from '../supervisor.js';
 import { HttpError, sendJson } from './respond.js';
-import { BASE_HEADERS } from './respond.js';
+import { BASE_HEADERS, SSE_HEADERS } from './respond.js';
 
 /** The most lines one answer (or a stream's first part) carries. */
 export const MAX_TAIL_LINES = 10_000;
@@ -10,6 +10,8 @@ const DEFAULT_TAIL_LINES = 100;
 /** A follower may lag this far behind before it is dropped (it reconnects and asks for the tail again). */
 const MAX_PENDING_BYTES = 4 * 1024 * 1024;
 const HEARTBEAT_MS = 15_000;
+/** Open `?follow=1` streams one server holds at most; one more is 503 (each holds a subscription and a socket). */
+export const MAX_LOG_FOLLOWERS = 32;
 
 /** The open `?follow=1` streams of one server, so its close() ends them at once instead of after the grace. */
 export interface LogFollowers {
@@ -71,19 +73,16 @@ export function serveLogs(supervisor: Supervisor, req: IncomingMessage, res: Ser
   // Throws UnknownInstanceError (404) for an id that is not configured.
   const logs = supervisor.logs(id, { tail });
   if (!follow) return sendJson(res, 200, logs);
+  if (followers !== undefined && followers.size >= MAX_LOG_FOLLOWERS) {
+    return sendJson(res, 503, { error: { code: 'TOO_MANY_STREAMS', message: `${followers.size} log streams are open (the limit is ${MAX_LOG_FOLLOWERS}); close one or retry later.` } }, { 'retry-after': '5' });
+  }
   streamLines(supervisor, req, res, id, logs.lines, followers);
 }
 
 // The SSE part, on its own so the hub's connection caps can wrap it: the tail first, then each line as it comes.
 export function streamLines(supervisor: Supervisor, req: IncomingMessage, res: ServerResponse, id: string, first: readonly unknown[], followers?: LogFollowers): void {
   req.socket.setNoDelay(true);
-  res.writeHead(200, {
-    ...BASE_HEADERS,
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-store, no-transform',
-    connection: 'keep-alive',
-    'x-accel-buffering': 'no',
-  });
+  res.writeHead(200, { ...BASE_HEADERS, ...SSE_HEADERS });
   const frame = (line: unknown): string => `event: line\ndata: ${JSON.stringify(line)}\n\n`;
   res.write(`retry: 2000\n\n${first.map(frame).join('')}`);
   const write = (text: string): void => {

@@ -10,6 +10,14 @@ export const BASE_HEADERS: Readonly<Record<string, string>> = {
   'cross-origin-resource-policy': 'same-origin',
 };
 
+/** The headers of every Server-Sent Events stream (events and log follows): no caching, no proxy buffering. */
+export const SSE_HEADERS: Readonly<Record<string, string>> = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-store, no-transform',
+  connection: 'keep-alive',
+  'x-accel-buffering': 'no',
+};
+
 // An error meant for the client: an HTTP status, a stable code, a message and optional details.
 export class HttpError extends Error {
   constructor(

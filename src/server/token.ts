@@ -5,6 +5,7 @@ import { constants } from 'node:fs';
 import { link, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WardenError } from '../errors.js';
+import { syncDirectory } from '../process/registry.js';
 import { ensureStateDir, openNoFollow } from '../process/statedir.js';
 
 const TOKEN_PATTERN = /^[0-9a-f]{64}$/;
@@ -44,20 +45,6 @@ export async function loadOrCreateToken(stateDir: string): Promise<string> {
     return theirs;
   } finally {
     await unlink(temporary).catch(() => undefined);
-  }
-}
-
-// Makes the new name durable (POSIX); Windows cannot open a directory, and the link itself is already atomic.
-async function syncDirectory(dir: string): Promise<void> {
-  try {
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // best effort
   }
 }
 

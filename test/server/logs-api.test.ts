@@ -3,6 +3,7 @@ import { request } from 'node:http';
 import { afterEach, describe, expect, test } from 'vitest';
 import type { Supervisor } from '../../src/index.js';
 import { startControlServer } from '../../src/server/index.js';
+import { MAX_LOG_FOLLOWERS } from '../../src/server/log-stream.js';
 import type { ControlServer } from '../../src/server/index.js';
 import { cleanupRuntime, fakeInstance, makeSupervisor } from '../support/runtime.js';
 
@@ -151,4 +152,42 @@ describe('logs API', () => {
     info = (await (await fetch(`http://127.0.0.1:${port}/fake/info`)).json()) as { argv: string[] };
     expect(info.argv).toEqual(['-f', '--workers', '2', '--port', String(port)]);
   }, 40_000);
+});
+
+describe('log stream cap', () => {
+  test(`follow streams beyond ${MAX_LOG_FOLLOWERS} are refused with 503 and Retry-After; a closed one frees its slot`, async () => {
+    const { id, base, token } = await setup();
+    const url = `${base}/api/instances/${id}/logs?follow=1&token=${token}`;
+    const open: Array<{ destroy: () => void }> = [];
+    try {
+      for (let index = 0; index < MAX_LOG_FOLLOWERS; index += 1) {
+        open.push(await new Promise((resolve, reject) => {
+          const req = request(url, { headers: { accept: 'text/event-stream' } }, (res) => {
+            expect(res.statusCode).toBe(200);
+            resolve({ destroy: () => req.destroy() });
+          });
+          req.on('error', reject);
+          req.end();
+        }));
+      }
+      const refused = await fetch(url, { headers: { accept: 'text/event-stream' } });
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('5');
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('TOO_MANY_STREAMS');
+      open.shift()?.destroy();
+      const deadline = Date.now() + 5000;
+      let status = 0;
+      while (Date.now() < deadline) {
+        const controller = new AbortController();
+        const again = await fetch(url, { headers: { accept: 'text/event-stream' }, signal: controller.signal });
+        status = again.status;
+        controller.abort();
+        if (status === 200) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(status).toBe(200);
+    } finally {
+      for (const stream of open) stream.destroy();
+    }
+  });
 });
