@@ -472,7 +472,12 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
   });
   const actor = createActor(machine, {
     input: {
-      instances: config.instances.map((instance) => ({ id: instance.id, startupTimeoutMs: instance.startupTimeoutMs, restart: instance.restart })),
+      instances: config.instances.map((instance) => ({
+        id: instance.id,
+        startupTimeoutMs: instance.startupTimeoutMs,
+        restart: instance.restart,
+        maxStopAttempts: instance.maxStopAttempts,
+      })),
       watchdog: {
         warning: config.watchdog.warning,
         critical: config.watchdog.critical,
