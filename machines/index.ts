@@ -27,6 +27,7 @@ export {
 export type { LevelState } from './thresholds.js';
 // The instance machine and its placeholder actors.
 export {
+  DEFAULT_MAX_STOP_ATTEMPTS,
   DEFAULT_RETRY_STOP_DELAY_MS,
   instanceContext,
   instanceMachine,

@@ -10,9 +10,10 @@
 // `stopped`, so no instance restarts by itself either.
 //
 // Shutdown: stop the watchdog, STOP (reason shutdown) every instance, then wait until every instance actor's own
-// snapshot is `idle` or `failed` (both reached only with the tree confirmed dead). An instance stuck in `stopping`
-// keeps the supervisor in `shuttingDown` and is named in `context.stuck`; it is never reported as stopped. A
-// shutdown deadline is the runtime's business.
+// snapshot is `idle` or `failed` (both reached only with the tree confirmed dead), or until its stop gave up
+// (`stopping.stuck`, told by a `stop-stuck` alert): no retry is coming, so waiting longer cannot help. Such an
+// instance stays in `stopping.stuck` and is reported `stuck` with its survivors, never as stopped (`ok` is false).
+// An instance still retrying keeps the supervisor in `shuttingDown`; a shutdown deadline is the runtime's business.
 //
 // A child's error (`xstate.error.actor.*`) is recorded and reported; it never takes the root down.
 import { assign, enqueueActions, fromPromise, setup, stopChild } from 'xstate';
@@ -27,6 +28,7 @@ import type {
   RunawayEvent,
   SampleEvent,
   SupervisorInput,
+  Survivor,
   TerminationReport,
   WatchdogAlert,
   WatchdogInput,
@@ -68,6 +70,8 @@ export interface SupervisorContext {
   awaiting: string[];
   /** Instances whose last terminate attempt left survivors or failed (cleared when they leave `stopping`). */
   stuck: string[];
+  /** During shutdown: instances whose stop gave up (`stopping.stuck`), with the survivors their alert named. */
+  gaveUp: Record<string, Survivor[]>;
   /** Children that errored, by child id (`instance:<id>` or `watchdog`). */
   childErrors: Record<string, string>;
 }
@@ -108,13 +112,18 @@ export type SupervisorEmitted =
   | CommandRefused
   | ChildFailed;
 
-/** The final output: each instance and what its last stop observed. `ok` only when every one is confirmed dead. */
+/**
+ * The final output: each instance and what its last stop observed. `ok` only when every one is confirmed dead.
+ * `stuck`: its stop gave up (`stopping.stuck`); `survivors`: what is known alive of an unconfirmed instance.
+ */
 export interface SupervisorOutput {
   ok: boolean;
   instances: Array<{
     id: string;
     state: InstanceStateName;
     confirmedDead: boolean;
+    stuck: boolean;
+    survivors: Survivor[];
     lastReport: TerminationReport | null;
     lastError: string | null;
   }>;
@@ -148,6 +157,8 @@ const ERROR_PREFIX = 'xstate.error.actor.';
 const describeError = (error: unknown): string =>
   error instanceof Error ? error.message : typeof error === 'string' ? error : (JSON.stringify(error) ?? String(error));
 const settledStates: readonly unknown[] = ['idle', 'failed'];
+const withoutKey = <T>(record: Record<string, T>, key: string): Record<string, T> =>
+  Object.fromEntries(Object.entries(record).filter(([name]) => name !== key));
 const isCommand = (
   event: SupervisorEvent,
 ): event is Extract<SupervisorEvent, { type: 'START' | 'STOP' | 'RESTART' | 'RESET' }> =>
@@ -172,6 +183,7 @@ export function supervisorContext(input: SupervisorInput): SupervisorContext {
     emergency: null,
     awaiting: [],
     stuck: [],
+    gaveUp: {},
     childErrors: {},
   };
 }
@@ -245,6 +257,7 @@ export const supervisorMachine = setup({
       return {
         instances: { ...context.instances, [event.id]: view },
         stuck: event.state === 'stopping' ? context.stuck : context.stuck.filter((id) => id !== event.id),
+        gaveUp: event.state === 'stopping' ? context.gaveUp : withoutKey(context.gaveUp, event.id),
       };
     }),
     recordInstanceAlert: enqueueActions(({ context, event, enqueue }) => {
@@ -300,16 +313,23 @@ export const supervisorMachine = setup({
         }
       }
     }),
-    // Every instance is awaited except those already errored (they cannot confirm anything).
+    // Every instance is awaited except those already errored (they cannot confirm anything). An earlier give-up is
+    // forgotten: the shutdown STOP starts a fresh round of attempts.
     awaitEveryInstance: assign(({ context }) => ({
       awaiting: context.instanceIds.filter((id) => context.childErrors[instanceKey(id)] === undefined),
+      gaveUp: {},
     })),
-    // Re-reads each awaited instance actor's own snapshot: `idle` or `failed` is confirmed; an errored child is not
-    // confirmed but can no longer be waited for.
+    // A stop that gave up during shutdown (stopping.stuck): no retry is coming, so shutdown stops waiting for it.
+    recordGaveUp: assign(({ context, event }) => {
+      if (event.type !== 'INSTANCE_ALERT' || event.alert.kind !== 'stop-stuck') return {};
+      return { gaveUp: { ...context.gaveUp, [event.id]: event.alert.survivors } };
+    }),
+    // Re-reads each awaited instance actor's own snapshot: `idle` or `failed` is confirmed; an errored child, or one
+    // whose stop gave up, is not confirmed but can no longer be waited for.
     checkShutdown: enqueueActions(({ context, system, enqueue }) => {
       const awaiting = context.awaiting.filter((id) => {
         const ref = system.get(instanceKey(id));
-        if (!ref || context.childErrors[instanceKey(id)] !== undefined) return false;
+        if (!ref || context.childErrors[instanceKey(id)] !== undefined || context.gaveUp[id] !== undefined) return false;
         const snapshot = ref.getSnapshot();
         return snapshot.status === 'active' && !settledStates.includes(snapshot.value);
       });
@@ -403,6 +423,7 @@ export const supervisorMachine = setup({
       always: { guard: 'nothingAwaited', target: 'stopped' },
       on: {
         INSTANCE_CHANGED: { actions: ['recordInstance', 'checkShutdown'] },
+        INSTANCE_ALERT: { actions: ['recordInstanceAlert', 'recordGaveUp', 'checkShutdown'] },
         'xstate.error.actor.*': { actions: ['recordChildError', 'checkShutdown'] },
         START: { actions: 'refuseWhileShuttingDown' },
         RESTART: { actions: 'refuseWhileShuttingDown' },
@@ -430,16 +451,23 @@ function emergencyInput(context: SupervisorContext): EmergencyInput {
   };
 }
 
-/** The shutdown result: an instance is confirmed dead only when it ended `idle` or `failed` and never errored. */
+/**
+ * The shutdown result: an instance is confirmed dead only when it ended `idle` or `failed`, never errored and its
+ * stop never gave up; one whose stop gave up is `stuck`, with the survivors its alert named.
+ */
 export function shutdownOutput(context: SupervisorContext): SupervisorOutput {
   const instances = context.instanceIds.map((id) => {
     const view = context.instances[id];
     const errored = context.childErrors[instanceKey(id)];
+    const gaveUp = context.gaveUp[id];
     const state = view?.state ?? 'idle';
+    const confirmedDead = errored === undefined && gaveUp === undefined && settledStates.includes(state);
     return {
       id,
       state,
-      confirmedDead: errored === undefined && settledStates.includes(state),
+      confirmedDead,
+      stuck: gaveUp !== undefined,
+      survivors: confirmedDead ? [] : (gaveUp ?? view?.lastReport?.survivors ?? []),
       lastReport: view?.lastReport ?? null,
       lastError: errored !== undefined ? `instance actor errored: ${errored}` : (view?.lastError ?? null),
     };

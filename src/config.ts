@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { isIPv4, isIPv6 } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_MAX_STOP_ATTEMPTS } from '../machines/instance.machine.js';
 import { WardenError } from './process/errors.js';
 import { MARKER_VARIABLE } from './process/types.js';
 import { AUTO_PORT, parsePortRange } from './port-discovery.js';
@@ -79,6 +80,8 @@ export interface InstanceConfig {
   logs: LogsConfig;
   startupTimeoutMs: number;
   stopGraceMs: number;
+  /** Terminate attempts in one stop before the instance gives up retrying and waits in `stopping.stuck` (1–100). */
+  maxStopAttempts: number;
   restart: RestartConfig;
   /** Windows only: run the tree inside a kill-on-close Job Object (through Warden's job launcher). */
   windowsJob: boolean;
@@ -262,6 +265,12 @@ const instanceSchema = z
       .describe('Per-start output log files in <stateDir>/logs/<id>/.'),
     startupTimeoutMs: duration(100, 180000, 'From launch to healthy, in ms; longer counts as a failed start.'),
     stopGraceMs: duration(0, 5000, 'Between SIGTERM and SIGKILL when stopping, in ms.'),
+    maxStopAttempts: z
+      .int()
+      .min(1)
+      .max(100)
+      .default(DEFAULT_MAX_STOP_ATTEMPTS)
+      .describe(`Terminate attempts in one stop (the first, then escalated SIGKILL retries) before the instance stops retrying and waits in stopping.stuck, reported with its survivors (1–100; default ${DEFAULT_MAX_STOP_ATTEMPTS}).`),
     restart: restartSchema.prefault({}).describe('Restart after a crash: exponential backoff and a restart budget.'),
     windowsJob: z
       .boolean()
@@ -877,6 +886,7 @@ function resolveInstance(instance: ParsedInstance, baseDir: string): InstanceCon
     logs: { maxBytes: instance.logs.maxBytes, keepFiles: instance.logs.keepFiles },
     startupTimeoutMs: instance.startupTimeoutMs,
     stopGraceMs: instance.stopGraceMs,
+    maxStopAttempts: instance.maxStopAttempts,
     restart: { ...instance.restart },
     windowsJob: instance.windowsJob,
     containment: instance.containment,

@@ -472,7 +472,12 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
   });
   const actor = createActor(machine, {
     input: {
-      instances: config.instances.map((instance) => ({ id: instance.id, startupTimeoutMs: instance.startupTimeoutMs, restart: instance.restart })),
+      instances: config.instances.map((instance) => ({
+        id: instance.id,
+        startupTimeoutMs: instance.startupTimeoutMs,
+        restart: instance.restart,
+        maxStopAttempts: instance.maxStopAttempts,
+      })),
       watchdog: {
         warning: config.watchdog.warning,
         critical: config.watchdog.critical,
@@ -831,10 +836,11 @@ export function createSupervisor(input: unknown, options: SupervisorOptions = {}
       }
       const instances = output?.instances ?? config.instances.map((instance) => {
         const status = statusOf(instance.id);
-        return { id: instance.id, state: status.state, confirmedDead: false, lastReport: status.lastReport, lastError: status.lastError };
+        const survivors = status.lastReport?.survivors ?? [];
+        return { id: instance.id, state: status.state, confirmedDead: false, stuck: false, survivors, lastReport: status.lastReport, lastError: status.lastError };
       });
       const survivors = instances.flatMap((entry) =>
-        entry.confirmedDead ? [] : (entry.lastReport?.survivors ?? []).map((survivor) => ({ instance: entry.id, pid: survivor.pid, name: survivor.name, role: survivor.role })),
+        entry.confirmedDead ? [] : entry.survivors.map((survivor) => ({ instance: entry.id, pid: survivor.pid, name: survivor.name, role: survivor.role })),
       );
       const ok = !wasReady || (output?.ok ?? false);
       if (ok) {

@@ -69,6 +69,7 @@ describe('defaults', () => {
           logs: { maxBytes: 10 * 1024 * 1024, keepFiles: 10 },
           startupTimeoutMs: 180000,
           stopGraceMs: 5000,
+          maxStopAttempts: 5,
           restart: { onCrash: true, baseDelayMs: 1000, maxDelayMs: 60000, maxRestarts: 5, windowMs: 300000, resetAfterMs: 600000 },
           windowsJob: true,
           containment: 'auto',
@@ -107,6 +108,12 @@ describe('defaults', () => {
     expect(off.instances[0]?.gracefulStop).toBeNull();
     const slow = parseConfig({ instances: [{ ...webui, gracefulStop: { timeoutMs: 9000 } }] });
     expect(slow.instances[0]?.gracefulStop).toEqual({ url: 'http://127.0.0.1:7860/sdapi/v1/server-stop', timeoutMs: 9000 });
+  });
+
+  test('maxStopAttempts is kept as given, from 1 to 100', () => {
+    for (const maxStopAttempts of [1, 12, 100]) {
+      expect(parseConfig({ instances: [{ ...webui, maxStopAttempts }] }).instances[0]?.maxStopAttempts).toBe(maxStopAttempts);
+    }
   });
 
   test('partial nested objects keep the defaults of the fields they leave out', () => {
@@ -277,6 +284,9 @@ describe('each bad field is named with the value received', () => {
     ],
     ['a non-string env value', { instances: [{ ...webui, env: { CUDA_VISIBLE_DEVICES: 0 } }] }, 'instances[0].env.CUDA_VISIBLE_DEVICES: must be a string (got 0)'],
     ['windowsJob as a string', { instances: [{ ...webui, windowsJob: 'yes' }] }, 'instances[0].windowsJob: must be true or false (got "yes")'],
+    ['maxStopAttempts 0', { instances: [{ ...webui, maxStopAttempts: 0 }] }, 'instances[0].maxStopAttempts: must be ≥ 1 (got 0)'],
+    ['maxStopAttempts above 100', { instances: [{ ...webui, maxStopAttempts: 101 }] }, 'instances[0].maxStopAttempts: must be ≤ 100 (got 101)'],
+    ['maxStopAttempts as a fraction', { instances: [{ ...webui, maxStopAttempts: 2.5 }] }, 'instances[0].maxStopAttempts: must be an integer (got 2.5)'],
     ['a delay beyond what timers can wait', { instances: [{ ...webui, stopGraceMs: 2 ** 31 }] }, 'instances[0].stopGraceMs: must be ≤ 2147483647 (got 2147483648)'],
   ];
 

@@ -89,11 +89,23 @@ function printStatus(out: Output, status: SupervisorStatus, url: string, pid: nu
     String(instance.counts?.python ?? '-'),
     String(instance.counts?.shell ?? '-'),
     String(instance.restarts),
+    // A server from an older Warden may not send these: a dash, not a crash.
+    instance.profile ?? '-',
+    String(instance.port ?? '-'),
+    instance.ready === undefined ? '-' : instance.ready ? 'yes' : 'no',
+    instance.containment?.backend ?? '-',
     instance.lastError ?? '',
   ]);
-  const header = ['INSTANCE', 'STATE', 'DETAIL', 'SHELL', 'PYTHON', 'PY#', 'SH#', 'RESTARTS', 'LAST ERROR'];
+  const header = ['INSTANCE', 'STATE', 'DETAIL', 'SHELL', 'PYTHON', 'PY#', 'SH#', 'RESTARTS', 'PROFILE', 'PORT', 'READY', 'CONTAINMENT', 'LAST ERROR'];
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
-  const format = (row: string[]): string => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column] ?? 0))).join('  ');
+  const format = (row: string[]): string => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column] ?? 0))).join('  ').trimEnd();
   out.line(style.bold(format(header)));
   for (const row of rows) out.line(format(row));
+  // Why each backend was chosen (and the live launch's cgroup): too long for a column, and what an operator asks.
+  const contained = status.instances.filter((instance) => instance.containment != null);
+  if (contained.length > 0) out.line('');
+  for (const instance of contained) {
+    const { backend, reason, cgroup } = instance.containment ?? { backend: '-', reason: '', cgroup: null };
+    out.line(`${instance.id} containment ${style.bold(backend)}: ${reason}` + (cgroup ? style.dim(`  (cgroup ${cgroup})`) : ''));
+  }
 }

@@ -385,9 +385,19 @@ describe('warden run', () => {
 
     const status = await cli(['status', '--config', file]);
     expect(status.code).toBe(0);
-    expect(status.stdout).toMatch(new RegExp(`${id}\\s+running\\s+running\\s+\\d+\\s+\\d+\\s+3\\s+1\\s+0`));
-    const json = JSON.parse((await cli(['status', '--config', file, '--json'])).stdout) as { instances: Array<{ id: string; state: string }> };
-    expect(json.instances).toEqual([expect.objectContaining({ id, state: 'running' })]);
+    const json = JSON.parse((await cli(['status', '--config', file, '--json'])).stdout) as {
+      instances: Array<{ id: string; state: string; containment: { backend: string; reason: string; cgroup: string | null } | null }>;
+    };
+    expect(json.instances).toEqual([expect.objectContaining({ id, state: 'running', profile: 'generic', port, ready: true })]);
+    // The human output shows what --json says: profile, port, ready and the containment backend chosen at start,
+    // then the reason for that backend and the live launch's cgroup (whichever backend this machine offers).
+    const containment = json.instances[0]?.containment;
+    expect(containment?.backend).toMatch(/^(cgroup|subreaper|marker)$/);
+    expect(status.stdout).toMatch(/INSTANCE\s+STATE\s+DETAIL\s+SHELL\s+PYTHON\s+PY#\s+SH#\s+RESTARTS\s+PROFILE\s+PORT\s+READY\s+CONTAINMENT\s+LAST ERROR/);
+    expect(status.stdout).toMatch(new RegExp(`${id}\\s+running\\s+running\\s+\\d+\\s+\\d+\\s+3\\s+1\\s+0\\s+generic\\s+${port}\\s+yes\\s+${containment?.backend}\\n`));
+    const cgroup = containment?.cgroup;
+    expect(status.stdout).toContain(`${id} containment ${containment?.backend}: ${containment?.reason}${cgroup ? `  (cgroup ${cgroup})` : ''}\n`);
+    if (containment?.backend === 'cgroup') expect(cgroup).toMatch(/^\//);
     expect(pidsOfInstance(id).length).toBe(4);
 
     run.child.kill('SIGTERM');

@@ -14,7 +14,7 @@ import type {
   TerminateInput,
   TerminationReport,
 } from '../../machines/index.js';
-import { FakeTree, flush, LAUNCH_OUTPUT, POLICY, report, TestClock } from './support/harness.js';
+import { FakeTree, flush, LAUNCH_OUTPUT, POLICY, report, SURVIVOR, TestClock } from './support/harness.js';
 
 const instance = (id: string): InstanceInput => ({ id, startupTimeoutMs: 60_000, retryStopDelayMs: 1000, restart: POLICY });
 
@@ -22,6 +22,8 @@ interface Options {
   ids?: string[];
   /** Instances whose terminate always leaves the shell alive. */
   stuck?: string[];
+  /** Instances whose shell refuses our signals (EPERM): every terminate reports it alive and denied. */
+  denied?: string[];
   /** Instances whose machine errors on launch (a broken action). */
   broken?: string[];
   /** Makes writeDiagnosticBundle wait until this promise settles. */
@@ -51,6 +53,10 @@ function supervise(options: Options = {}) {
       terminateTree: fromPromise<TerminationReport, TerminateInput>(async ({ input }) => {
         order.push(`terminate ${input.id} (${input.reason}, attempt ${input.attempt}; watchdog ${watchdogRef?.getSnapshot().status})`);
         const tree = trees.get(input.id) as FakeTree;
+        if (options.denied?.includes(input.id)) {
+          tree.pythonExits();
+          return { ...report(true), survivors: [{ ...SURVIVOR, reason: 'EPERM', denied: true }] };
+        }
         if (options.stuck?.includes(input.id)) {
           tree.pythonExits();
           return report(true);
@@ -147,6 +153,8 @@ describe('supervisor', () => {
         id,
         state: 'idle',
         confirmedDead: true,
+        stuck: false,
+        survivors: [],
         lastReport: report(false),
         lastError: null,
       })),
@@ -154,21 +162,34 @@ describe('supervisor', () => {
     for (const tree of s.trees.values()) expect(tree.alive).toBe(false);
   });
 
-  test('an instance whose terminate keeps reporting a survivor keeps shutdown waiting, is named, and is never called a success', async () => {
+  test('an instance whose terminate keeps reporting a survivor keeps shutdown waiting while it retries, then is reported stuck, never stopped', async () => {
     const s = supervise({ stuck: ['webui-2'] });
     await startAll(s, ['webui', 'webui-2']);
+    const stuckChild = s.child('webui-2') as AnyActorRef;
     await s.send({ type: 'SHUTDOWN' });
-    // Five attempts (the default maxStopAttempts), then the instance stops retrying: no timer is left to fire.
-    for (let i = 0; i < 4; i++) await s.clock.fireNext();
+    // Attempts 0 to 3 leave a retry pending: shutdown waits, naming who is left.
+    for (let i = 0; i < 3; i++) await s.clock.fireNext();
+    expect(s.actor.getSnapshot().value).toBe('shuttingDown');
+    expect(s.actor.getSnapshot().context.awaiting).toEqual(['webui-2']);
+    expect(s.actor.getSnapshot().context.stuck).toEqual(['webui-2']);
+    // The fifth attempt (the default maxStopAttempts) gives up: no retry is coming, so shutdown completes at once.
+    await s.clock.fireNext();
     await expect(s.clock.fireNext()).rejects.toThrow('no timer is pending');
     const snapshot = s.actor.getSnapshot();
-    expect(snapshot.value).toBe('shuttingDown');
-    expect(snapshot.status).toBe('active');
-    expect(snapshot.output).toBeUndefined();
-    expect(snapshot.context.awaiting).toEqual(['webui-2']);
-    expect(snapshot.context.stuck).toEqual(['webui-2']);
-    expect(s.stateOf('webui')).toBe('idle');
-    expect(s.stateOf('webui-2')).toEqual({ stopping: 'stuck' });
+    expect(snapshot.status).toBe('done');
+    expect(snapshot.value).toBe('stopped');
+    expect(snapshot.output?.ok).toBe(false);
+    expect(snapshot.output?.instances.find((i) => i.id === 'webui-2')).toMatchObject({
+      state: 'stopping',
+      confirmedDead: false,
+      stuck: true,
+      survivors: [SURVIVOR],
+    });
+    expect(snapshot.output?.instances.find((i) => i.id === 'webui')).toMatchObject({ state: 'idle', confirmedDead: true, stuck: false, survivors: [] });
+    // The instance never left stopping unconfirmed, and nothing was launched: it was stopped where it gave up.
+    expect(stuckChild.getSnapshot().value).toEqual({ stopping: 'stuck' });
+    expect(s.trees.get('webui-2')?.shell).toBe(true);
+    expect(s.trees.get('webui-2')?.launches).toBe(1);
     expect(s.order.filter((line) => line.startsWith('terminate webui-2')).map((line) => /attempt (\d)/.exec(line)?.[1])).toEqual([
       '0', '1', '2', '3', '4',
     ]);
@@ -176,6 +197,49 @@ describe('supervisor', () => {
     expect(alerts).toHaveLength(5);
     expect(alerts[0]).toMatchObject({ id: 'webui-2', alert: { kind: 'survivors', survivors: [{ pid: 4100, role: 'shell' }] } });
     expect(alerts[4]).toMatchObject({ id: 'webui-2', alert: { kind: 'stop-stuck', survivors: [{ pid: 4100, role: 'shell' }] } });
+  });
+
+  test('a survivor that refuses our signals (EPERM) ends shutdown after one attempt, reported stuck with that survivor', async () => {
+    const s = supervise({ denied: ['webui'] });
+    await startAll(s, ['webui', 'webui-2']);
+    await s.send({ type: 'SHUTDOWN' });
+    await expect(s.clock.fireNext()).rejects.toThrow('no timer is pending');
+    const snapshot = s.actor.getSnapshot();
+    expect(snapshot.status).toBe('done');
+    expect(snapshot.output?.ok).toBe(false);
+    expect(snapshot.output?.instances.find((i) => i.id === 'webui')).toMatchObject({
+      state: 'stopping',
+      confirmedDead: false,
+      stuck: true,
+      survivors: [{ pid: 4100, role: 'shell', denied: true }],
+    });
+    expect(s.order.filter((line) => line.startsWith('terminate webui ')).length).toBe(1);
+  });
+
+  test('an instance that gave up before shutdown gets a fresh round: confirmed dead when it now dies, stuck when it gives up again', async () => {
+    const stuck = ['webui'];
+    const s = supervise({ stuck });
+    await startAll(s, ['webui', 'webui-2']);
+    await s.send({ type: 'STOP', id: 'webui' });
+    for (let i = 0; i < 4; i++) await s.clock.fireNext();
+    expect(s.stateOf('webui')).toEqual({ stopping: 'stuck' });
+    // The earlier give-up does not end the shutdown by itself: the shutdown STOP starts new attempts.
+    stuck.splice(0);
+    await s.send({ type: 'SHUTDOWN' });
+    const snapshot = s.actor.getSnapshot();
+    expect(snapshot.status).toBe('done');
+    expect(snapshot.output?.ok).toBe(true);
+    expect(snapshot.output?.instances.find((i) => i.id === 'webui')).toMatchObject({ state: 'idle', confirmedDead: true, stuck: false });
+
+    const again = supervise({ stuck: ['webui'] });
+    await startAll(again, ['webui', 'webui-2']);
+    await again.send({ type: 'STOP', id: 'webui' });
+    for (let i = 0; i < 4; i++) await again.clock.fireNext();
+    await again.send({ type: 'SHUTDOWN' });
+    expect(again.actor.getSnapshot().value).toBe('shuttingDown');
+    for (let i = 0; i < 4; i++) await again.clock.fireNext();
+    expect(again.actor.getSnapshot().status).toBe('done');
+    expect(again.actor.getSnapshot().output?.instances.find((i) => i.id === 'webui')).toMatchObject({ confirmedDead: false, stuck: true });
   });
 
   test('shutdown of instances that never started completes at once (each acknowledges STOP)', async () => {

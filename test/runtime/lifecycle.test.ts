@@ -8,6 +8,18 @@ import { fakeInstance, makeSupervisor, pidsOfInstance, withDecoysUntouched } fro
 withDecoysUntouched();
 
 describe('supervisor lifecycle', () => {
+  test('instances[].maxStopAttempts reaches each live instance machine (default 5 where it is not set)', async () => {
+    const bounded = { ...(await fakeInstance()), maxStopAttempts: 2 };
+    const plain = await fakeInstance();
+    const supervisor = makeSupervisor([bounded, plain]);
+    await supervisor.ready();
+    // The bound is read from the running instance actors themselves, not from the parsed config.
+    const attemptsOf = (id: string): unknown => supervisor.actor.system.get(`instance:${id}`)?.getSnapshot().context.maxStopAttempts;
+    expect(supervisor.config.instances.map((instance) => instance.maxStopAttempts)).toEqual([2, 5]);
+    expect(attemptsOf(bounded.id)).toBe(2);
+    expect(attemptsOf(plain.id)).toBe(5);
+  });
+
   test('start tracks the shell parent; stop leaves no shell, no Python and no marked orphan anywhere', async () => {
     const decoy = await startDecoy('python3', ['launch.py', '--port', '0']);
     const instance = await fakeInstance({ args: ['--workers', '3'] });
