@@ -2,6 +2,7 @@
 import { EMPTY, Observable, catchError, defer, exhaustMap, interval, share, startWith } from 'rxjs';
 import { MARKER_VARIABLE, STATE_DIR_VARIABLE, classifyRole, collectOwned, findMarked, parseMarker, readEnvironVariable, snapshot } from './process/index.js';
 import { lookalikeCandidates, lookalikesAmong } from './process/lookalikes.js';
+import { cgroup2Mounts } from './process/cgroup.js';
 import { hasProcfs } from './process/procfs.js';
 import type { Lookalike, LookalikeMemo, LookalikeProfile, OwnedProcess, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
 import type { WindowsTreeTracker } from './process/windows.js';
@@ -88,11 +89,19 @@ export function classifyTable(
   // Every marker is read once per table, then shared by every instance's ownership proof.
   const markers = findMarked(table, readMarker === undefined ? {} : { readMarker });
   const markerOf = (pid: number): string | undefined => markers.get(pid);
+  // mountinfo is read once per table for every cgroup-contained launch, not once per launch.
+  let cgroupMounts: string[] | undefined;
   for (const instance of instances) {
     const counts = emptyCounts();
     if (instance.owner !== undefined) {
       // Windows: every pid ever seen in the tree, orphans with a dead parent's ppid included (no markers there).
-      const owned = instance.windows !== undefined ? instance.windows.owned(table) : collectOwned(instance.owner, table, { readMarker: markerOf });
+      const owned =
+        instance.windows !== undefined
+          ? instance.windows.owned(table)
+          : collectOwned(instance.owner, table, {
+              readMarker: markerOf,
+              ...(instance.owner.cgroup !== undefined && table.backend === 'proc' && { cgroupMounts: (cgroupMounts ??= cgroup2Mounts()) }),
+            });
       ownedById.set(instance.id, owned);
       const shells = new Set(owned.filter((entry) => entry.role === 'shell').map((entry) => entry.info.pid));
       for (const entry of owned) {

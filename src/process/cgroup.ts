@@ -135,7 +135,7 @@ export function createCgroup(parent: string, marker: string): string {
 
 // Whether `path` is a launch cgroup Warden made for `marker` on a mounted cgroup2 hierarchy: a registry record
 // naming any other cgroup (a system service's, the hierarchy root) is never killed.
-export function isLaunchCgroup(path: unknown, marker: string, mounts: string[] = cgroup2Mounts()): path is string {
+export function isLaunchCgroup(path: unknown, marker: string, mounts: readonly string[] = cgroup2Mounts()): path is string {
   if (typeof path !== 'string' || !path.startsWith('/') || resolve(path) !== path) return false;
   const parsed = parseMarker(marker);
   if (parsed === undefined || basename(path) !== `${parsed.instanceId}-${parsed.token}` || basename(dirname(path)) !== CGROUP_PARENT) return false;

@@ -1,5 +1,5 @@
 // The owned set of a launch: every process we can prove is ours (tree with start time, marker, process group).
-import { cgroupMembers, isLaunchCgroup } from './cgroup.js';
+import { cgroup2Mounts, cgroupMembers, isLaunchCgroup } from './cgroup.js';
 import { hasProcfs, readEnvironVariable } from './procfs.js';
 import { comparableStart, identityHolds } from './identity.js';
 import { classifyRole } from './roles.js';
@@ -37,6 +37,11 @@ export interface OwnedProcess {
 export interface CollectOptions {
   /** Reads a process's marker; defaults to /proc/PID/environ on Linux. Injected for tests and other platforms. */
   readMarker?: (pid: number) => string | undefined;
+  /**
+   * The cgroup2 mounts (cgroup2Mounts()) the cgroup backend checks a record's path against; read from mountinfo
+   * when absent. A sampler classifying several launches against one table reads mountinfo once and passes it.
+   */
+  cgroupMounts?: readonly string[];
 }
 
 // The processes we must never own, whatever a table says: this process and its ancestors.
@@ -72,7 +77,7 @@ const defaultReadMarker = (pid: number): string | undefined =>
 // Every live process of the table proven to belong to the owner, shells first, then top-down.
 export function collectOwned(owner: OwnerRecord, table: ProcessTable, options: CollectOptions = {}): OwnedProcess[] {
   const readMarker = options.readMarker ?? defaultReadMarker;
-  if (owner.cgroup !== undefined && table.backend === 'proc') return collectCgroupOwned(owner, owner.cgroup, table, readMarker);
+  if (owner.cgroup !== undefined && table.backend === 'proc') return collectCgroupOwned(owner, owner.cgroup, table, readMarker, options.cgroupMounts);
   const excluded = protectedPids(table);
   const proofs = new Map<number, Set<OwnershipProof>>();
   const prove = (pid: number, proof: OwnershipProof): boolean => {
@@ -131,8 +136,14 @@ export function collectOwned(owner: OwnerRecord, table: ProcessTable, options: C
 // The cgroup backend: the members of the launch cgroup (and its sub-cgroups), and nothing else. A record naming a
 // cgroup Warden did not make for this marker owns nothing (a corrupt registry never aims cgroup.kill elsewhere).
 // The marker is only the cross-check here: a member carrying it says so in its proofs; one without it is still ours.
-function collectCgroupOwned(owner: OwnerRecord, cgroup: string, table: ProcessTable, readMarker: (pid: number) => string | undefined): OwnedProcess[] {
-  if (!isLaunchCgroup(cgroup, owner.marker)) return [];
+function collectCgroupOwned(
+  owner: OwnerRecord,
+  cgroup: string,
+  table: ProcessTable,
+  readMarker: (pid: number) => string | undefined,
+  mounts: readonly string[] = cgroup2Mounts(),
+): OwnedProcess[] {
+  if (!isLaunchCgroup(cgroup, owner.marker, mounts)) return [];
   const excluded = protectedPids(table);
   const proofs = new Map<number, Set<OwnershipProof>>();
   for (const pid of cgroupMembers(cgroup)) {
