@@ -82,6 +82,11 @@ describe('terminate on a real webui.sh tree', () => {
       const beganAt = ticksNow();
       const report = await terminate(tree, { graceMs: 2000 });
       expect(report.survivors).toEqual([]);
+      // The fake's launch.py consumes tmp/restart as it starts (like A1111's prepare_environment), so presence is
+      // checked once the keeper stops: nothing is left alive to consume the request.
+      clearInterval(keeper);
+      writeFileSync(restartFile, '');
+      await new Promise((resolve) => setTimeout(resolve, 100));
       expect(existsSync(restartFile)).toBe(true);
       // 2 ticks of slack: the tick clock has 10 ms resolution.
       expect(pythonStarts.filter((start) => start > beganAt + 2)).toEqual([]);
