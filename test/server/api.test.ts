@@ -11,6 +11,7 @@ import { startControlServer } from '../../src/server/index.js';
 import type { ControlServer, ControlServerOptions } from '../../src/server/index.js';
 import { waitFor } from '../support/processes.js';
 import { cleanupRuntime, fakeInstance, makeSupervisor } from '../support/runtime.js';
+import { sseFrames } from '../support/sse.js';
 import type { FakeInstanceOptions } from '../support/runtime.js';
 
 // ── Harness: each test owns its supervisor (test/support/runtime.ts shuts it down and kills leftovers), server, processes
@@ -89,25 +90,14 @@ function openEvents(url: string, headers: Record<string, string> = {}) {
   const comments: string[] = [];
   let status = 0;
   let ended = false;
-  let buffer = '';
+  const feed = sseFrames(({ fields, comments: frameComments }) => {
+    comments.push(...frameComments);
+    if (fields.data !== undefined) events.push({ id: fields.id, event: fields.event ?? 'message', data: JSON.parse(fields.data) });
+  });
   const req = request(url, { headers: { accept: 'text/event-stream', ...headers } }, (res) => {
     status = res.statusCode ?? 0;
     res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      buffer += chunk;
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const fields: Record<string, string> = {};
-        for (const line of block.split('\n')) {
-          if (line.startsWith(':')) comments.push(line);
-          const match = /^([a-z]+): ?(.*)$/i.exec(line);
-          if (match?.[1] !== undefined) fields[match[1]] = match[2] ?? '';
-        }
-        if (fields.data !== undefined) events.push({ id: fields.id, event: fields.event ?? 'message', data: JSON.parse(fields.data) });
-      }
-    });
+    res.on('data', feed);
     res.on('end', () => {
       ended = true;
     });

@@ -6,6 +6,7 @@ import { startControlServer } from '../../src/server/index.js';
 import { MAX_LOG_FOLLOWERS } from '../../src/server/log-stream.js';
 import type { ControlServer } from '../../src/server/index.js';
 import { cleanupRuntime, fakeInstance, makeSupervisor } from '../support/runtime.js';
+import { sseFrames } from '../support/sse.js';
 
 let server: ControlServer | undefined;
 
@@ -36,18 +37,13 @@ async function call(url: string, token: string, options: { method?: string; body
 function follow(url: string, enough: (lines: any[]) => boolean): Promise<{ type: string | undefined; lines: any[] }> {
   return new Promise((resolve, reject) => {
     const lines: any[] = [];
-    let buffer = '';
+    const feed = sseFrames(({ fields }) => {
+      if (fields.event === 'line' && fields.data !== undefined) lines.push(JSON.parse(fields.data));
+    });
     const req = request(url, { headers: { accept: 'text/event-stream' } }, (res) => {
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
-        buffer += chunk;
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const data = /^data: (.*)$/m.exec(block)?.[1];
-          if (/^event: line$/m.test(block) && data !== undefined) lines.push(JSON.parse(data));
-        }
+        feed(chunk);
         if (enough(lines)) {
           req.destroy();
           resolve({ type: res.headers['content-type'], lines });
