@@ -105,6 +105,11 @@ export async function terminateCgroup(owner: OwnerRecord & { cgroup: string }, o
       killCgroup(path);
       empty = await waitCgroupEmpty(path, confirmMs);
     }
+  } catch (error) {
+    // A concurrent stop of the same tree (a stale reap racing a stop) removed the cgroup under us. The kernel only
+    // lets an empty cgroup be removed, so its absence is the proof: nothing is left. Anything else is a real fault.
+    if (cgroupExists(path)) throw error;
+    empty = true;
   } finally {
     // Never leave a tree frozen (a failed write, a survivor): a frozen process can neither exit nor be reaped.
     if (readCgroupEvents(path)?.frozen === true) freezeCgroup(path, false);

@@ -98,6 +98,31 @@ describe('a launch cgroup on this machine', () => {
     expect(await waitCgroupEmpty(path, 10)).toBe(true);
   });
 
+  test('a stop whose cgroup another stop removed meanwhile reports nothing left instead of failing', async () => {
+    const choice = cgroupChoice();
+    const marker = `cgtest:${randomBytes(8).toString('hex')}`;
+    const tree = await launch({ instanceId: 'cgtest', command: '/bin/sh', args: ['-c', 'sleep 600 & sleep 600 & wait'], marker, containment: choice, discoverIntervalMs: 0 });
+    ownForCleanup(tree);
+    const path = tree.cgroup as string;
+    made.push(path);
+    await waitFor(() => cgroupMembers(path).length === 3, 5000, 'sh and two sleeps in the cgroup');
+
+    // The polite hook plays the other stop: it stops the same tree to the end (cgroup removed), then says "not delivered",
+    // so this stop goes on to freeze a cgroup that no longer exists.
+    const report = await terminate(tree, {
+      beforeSignals: async () => {
+        const other = await terminate(tree, { immediate: true });
+        expect(other.survivors).toEqual([]);
+        expect(cgroupExists(path)).toBe(false);
+        return false;
+      },
+    });
+
+    expect(report.survivors).toEqual([]);
+    expect(cgroupMembers(path)).toEqual([]);
+    expect(['Z', 'X', undefined]).toContain(snapshotProcSync(false, false).processes.get(tree.root.pid)?.state);
+  });
+
   test('an empty cgroup reads populated 0 at once; a record naming a cgroup not made for its marker is refused before any signal', async () => {
     const choice = cgroupChoice();
     const marker = `cgtest:${randomBytes(8).toString('hex')}`;
