@@ -8,10 +8,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import treeKill from 'tree-kill';
 import { terminate } from '../src/process/index.js';
-import { cgroupExists } from '../src/process/cgroup.js';
+import { cgroupExists } from '../src/process/posix/cgroup.js';
 import { chooseContainment } from '../src/process/containment.js';
 import type { ContainmentChoice } from '../src/process/containment.js';
-import { readStartTime } from '../src/process/procfs.js';
+import { readStartTime } from '../src/process/posix/procfs.js';
 import { cleanupTree, launchTree, machineInfo, markedAlive, ms, numberFlag, printMachine, round2, runStandalone, stats, table, waitFor, waitUntilUp, writeResults } from './lib.js';
 import type { MachineInfo, Stats } from './lib.js';
 import { TREE_A_ARGS } from './terminate.bench.js';

@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import psList from 'ps-list';
 import { snapshot } from '../src/process/index.js';
-import { listProcPids, readCmdline, readStartTime } from '../src/process/procfs.js';
+import { listProcPids, readCmdline, readStartTime } from '../src/process/posix/procfs.js';
 import { machineInfo, ms, numberFlag, printMachine, runStandalone, stats, table, writeResults } from './lib.js';
 import type { MachineInfo, Stats } from './lib.js';
 
@@ -52,7 +52,7 @@ const quietly = (fn: () => unknown): void => {
   }
 };
 
-// Times each kind of /proc access snapshot() makes, with src/process/procfs.ts's own readers, over every pid,
+// Times each kind of /proc access snapshot() makes, with src/process/posix/procfs.ts's own readers, over every pid,
 // `passes` times; medians in ms.
 function procBreakdown(passes: number): Record<string, number> {
   const parts: Record<string, number[]> = {

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import treeKill from 'tree-kill';
 import { snapshot, snapshotProcSync, terminate } from '../src/process/index.js';
 import type { OwnedProcess, ProcessTable, TerminateOptions } from '../src/process/index.js';
-import { environReadable, readStartTime } from '../src/process/procfs.js';
+import { environReadable, readStartTime } from '../src/process/posix/procfs.js';
 import {
   cleanupTree,
   launchTree,
@@ -206,7 +206,7 @@ async function profileRound(pollIntervalMs: number): Promise<ProfileRound> {
   const launchPy = members.find((m) => m.role === 'python' && m.info.ppid === rootPid)?.info.pid;
   const workers = members.filter((m) => m.info.ppid === launchPy).map((m) => m.info.pid);
   const diedAt = new Map<number, number>();
-  const { readEnvironVariable } = await import('../src/process/procfs.js');
+  const { readEnvironVariable } = await import('../src/process/posix/procfs.js');
   const signals: { at: number; pid: number; signal: string }[] = [];
   const reads: { at: number; readMs: number; alive: number; aliveStates: string[] }[] = [];
   let markerReads = 0;
@@ -250,7 +250,7 @@ async function profileRound(pollIntervalMs: number): Promise<ProfileRound> {
       pollIntervalMs,
       readTable: async () => {
         const t0 = performance.now();
-        // The same read terminate makes by default (src/process/terminate.ts: cmdline and uid skipped).
+        // The same read terminate makes by default (src/process/posix/signal-terminate.ts: cmdline and uid skipped).
         const result = await snapshot({ cmdline: false, uid: false });
         const t1 = performance.now();
         readMs += t1 - t0;

@@ -9,5 +9,5 @@ export type { OutputLine } from './logs/output-log.js';
 export { parseConfig, loadConfigFile, configJsonSchema, ConfigError, portRangeOf } from './config.js';
 export type { WardenConfig, InstanceConfig, ConfigIssue, AutoPort, LaunchProfileConfig, LogsConfig } from './config.js';
 export { PortInUseError, ForeignInstanceError, StartError, StopTimeoutError, StopIncompleteError, UnknownInstanceError, ShutDownError, WardenError, LaunchError } from './errors.js';
-export { SupervisorLockedError } from './process/lock.js';
+export { SupervisorLockedError } from './process/state/lock.js';
 export type { Sample, RoleCounts, StaleGroup } from './sampler.js';

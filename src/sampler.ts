@@ -2,10 +2,10 @@
 import { EMPTY, Observable, catchError, defer, exhaustMap, interval, share, startWith } from 'rxjs';
 import { MARKER_VARIABLE, STATE_DIR_VARIABLE, classifyRole, collectOwned, findMarked, parseMarker, readEnvironVariable, snapshot } from './process/index.js';
 import { lookalikeCandidates, lookalikesAmong } from './process/lookalikes.js';
-import { cgroup2Mounts } from './process/cgroup.js';
-import { hasProcfs } from './process/procfs.js';
+import { cgroup2Mounts } from './process/posix/cgroup.js';
+import { hasProcfs } from './process/posix/procfs.js';
 import type { Lookalike, LookalikeMemo, LookalikeProfile, OwnedProcess, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
-import type { WindowsTreeTracker } from './process/windows.js';
+import type { WindowsTreeTracker } from './process/windows/index.js';
 
 /** Counts of one instance's owned processes. */
 export interface RoleCounts {

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { snapshotProcSync } from '../src/process/index.js';
-import { readEnvironVariable } from '../src/process/procfs.js';
+import { readEnvironVariable } from '../src/process/posix/procfs.js';
 import { startPiped } from './support/child.js';
 import type { PipedChild } from './support/child.js';
 import { FAKE_WEBUI_DIR, tempDir, waitFor } from './support/processes.js';

@@ -8,7 +8,7 @@ import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSupervisor } from '../supervisor.js';
 import type { Supervisor, WardenEvent } from '../supervisor.js';
-import { hasProcfs, readEnvironVariable, readStartTime } from '../process/procfs.js';
+import { hasProcfs, readEnvironVariable, readStartTime } from '../process/posix/procfs.js';
 import { resolveCommand, snapshotProcSync } from '../process/index.js';
 import { MARKER_VARIABLE, STATE_DIR_VARIABLE } from '../process/types.js';
 import { CliError, EXIT, describeError } from './exit.js';

@@ -1,10 +1,10 @@
 // `warden reap`: kills what earlier runs left, on registry and marker proof only; refuses while a supervisor owns them.
 import { existsSync } from 'node:fs';
-import { acquireLock } from '../process/lock.js';
-import type { Lock } from '../process/lock.js';
-import { reapLeftovers } from '../process/reap.js';
-import type { ReapEntry, ReapReport } from '../process/reap.js';
-import { Registry } from '../process/registry.js';
+import { acquireLock } from '../process/state/lock.js';
+import type { Lock } from '../process/state/lock.js';
+import { reapLeftovers } from '../process/state/reap.js';
+import type { ReapEntry, ReapReport } from '../process/state/reap.js';
+import { Registry } from '../process/state/registry.js';
 import { describeHolder, launchedFrom, readOnlyRegistry } from './audit.js';
 import { CliError, EXIT } from './exit.js';
 import { createOutput, plural } from './output.js';

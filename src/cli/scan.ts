@@ -3,8 +3,8 @@ import { basename } from 'node:path';
 import type { WardenConfig } from '../config.js';
 import { classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, snapshot } from '../process/index.js';
 import type { Lookalike, ProcessInfo, ProcessRole, ProcessTable } from '../process/index.js';
-import { restoreWindowsTree } from '../process/reap.js';
-import type { LaunchRecord } from '../process/registry.js';
+import { restoreWindowsTree } from '../process/state/reap.js';
+import type { LaunchRecord } from '../process/state/registry.js';
 
 /** One process as the CLI reports it. */
 export interface ListedProcess {

@@ -1,12 +1,12 @@
 // What the CLI reads from a state directory without changing it: the lock holder, the registry, the server file.
-import { closeSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfigFile } from '../config.js';
 import type { WardenConfig } from '../config.js';
 import { identityHoldsNow } from '../process/identity.js';
-import { openNoFollowSync } from '../process/statedir.js';
-import type { LaunchRecord } from '../process/registry.js';
+import { openNoFollowSync } from '../process/state/statedir.js';
+import type { LaunchRecord } from '../process/state/registry.js';
 import { CliError, EXIT } from './exit.js';
 
 /** The state directory used without `--config` or `--state-dir`: `.warden` in the current directory. */

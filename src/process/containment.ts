@@ -5,7 +5,7 @@
 // Windows reports `job-object` when the tree runs in a kill-on-close Job Object (windowsJob), else `marker`.
 import { createRequire } from 'node:module';
 import { WardenError } from './errors.js';
-import { probeCgroup } from './cgroup.js';
+import { probeCgroup } from './posix/cgroup.js';
 
 /** A containment backend. */
 export type ContainmentBackend = 'cgroup' | 'subreaper' | 'marker' | 'job-object';

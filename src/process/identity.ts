@@ -1,6 +1,6 @@
 // Process identity: a pid is only "the same process" while its start time matches what we recorded.
-import { readStartTimeDarwin } from './darwin.js';
-import { hasProcfs, readStartTime } from './procfs.js';
+import { readStartTimeDarwin } from './posix/darwin.js';
+import { hasProcfs, readStartTime } from './posix/procfs.js';
 import type { ProcessIdentity, ProcessTable } from './types.js';
 
 // Whether the identity still names a live process in the table (same pid, same start time, not a zombie).

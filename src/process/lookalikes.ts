@@ -1,7 +1,7 @@
 // Foreign look-alikes: processes that resemble an instance (same cwd or launch script) but carry none of our markers.
 import { readlinkSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { environReadable, hasProcfs, readCmdline } from './procfs.js';
+import { environReadable, hasProcfs, readCmdline } from './posix/procfs.js';
 import { classifyRole } from './roles.js';
 import type { ProcessInfo, ProcessRole, ProcessTable } from './types.js';
 

@@ -1,6 +1,6 @@
 // The owned set of a launch: every process we can prove is ours (tree with start time, marker, process group).
-import { cgroup2Mounts, cgroupMembers, isLaunchCgroup } from './cgroup.js';
-import { hasProcfs, readEnvironVariable } from './procfs.js';
+import { cgroup2Mounts, cgroupMembers, isLaunchCgroup } from './posix/cgroup.js';
+import { hasProcfs, readEnvironVariable } from './posix/procfs.js';
 import { comparableStart, identityHolds } from './identity.js';
 import { classifyRole } from './roles.js';
 import { MARKER_VARIABLE } from './types.js';

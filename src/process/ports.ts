@@ -1,7 +1,7 @@
 // Who is listening on a TCP port: a connect probe everywhere, and the listening pids from /proc on Linux.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { connect } from 'node:net';
-import { hasProcfs, listProcPids } from './procfs.js';
+import { hasProcfs, listProcPids } from './posix/procfs.js';
 
 // Whether something accepts TCP connections on host:port within the timeout.
 export function portAnswers(host: string, port: number, timeoutMs = 500): Promise<boolean> {

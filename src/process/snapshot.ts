@@ -2,7 +2,7 @@
 import psList from 'ps-list';
 import type { ProcessDescriptor } from 'ps-list';
 import { WardenError } from './errors.js';
-import { hasProcfs, listProcPids, readProcess } from './procfs.js';
+import { hasProcfs, listProcPids, readProcess } from './posix/procfs.js';
 import type { ProcessInfo, ProcessTable } from './types.js';
 
 export interface SnapshotOptions {

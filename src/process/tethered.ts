@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { closeSync, constants, mkdirSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { openNoFollowSync } from './statedir.js';
+import { openNoFollowSync } from './state/statedir.js';
 
 /** How a tethered helper ended. */
 export interface TetheredExit {

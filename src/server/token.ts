@@ -5,8 +5,8 @@ import { constants } from 'node:fs';
 import { link, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WardenError } from '../errors.js';
-import { syncDirectory } from '../process/registry.js';
-import { ensureStateDir, openNoFollow } from '../process/statedir.js';
+import { syncDirectory } from '../process/state/registry.js';
+import { ensureStateDir, openNoFollow } from '../process/state/statedir.js';
 
 const TOKEN_PATTERN = /^[0-9a-f]{64}$/;
 

@@ -13,9 +13,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { snapshotProcSync } from '../../src/process/index.js';
-import { acquireLock } from '../../src/process/lock.js';
-import type { Lock } from '../../src/process/lock.js';
-import { readEnvironVariable, readStartTime } from '../../src/process/procfs.js';
+import { acquireLock } from '../../src/process/state/lock.js';
+import type { Lock } from '../../src/process/state/lock.js';
+import { readEnvironVariable, readStartTime } from '../../src/process/posix/procfs.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const FAKE = join(ROOT, 'examples/fake-webui');

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, test } from 'vitest';
 import { snapshotProcSync } from '../../src/process/index.js';
-import { readEnvironVariable } from '../../src/process/procfs.js';
+import { readEnvironVariable } from '../../src/process/posix/procfs.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;

@@ -5,10 +5,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { currentBootId } from '../../src/process/boot.js';
-import { acquireLock } from '../../src/process/lock.js';
-import { reapLeftovers } from '../../src/process/reap.js';
-import { Registry, launchRecord } from '../../src/process/registry.js';
+import { currentBootId } from '../../src/process/posix/boot.js';
+import { acquireLock } from '../../src/process/state/lock.js';
+import { reapLeftovers } from '../../src/process/state/reap.js';
+import { Registry, launchRecord } from '../../src/process/state/registry.js';
 import { cleanupProcesses, isAliveNow, launchFakeWebui, tempDir, waitForPythons } from '../support/processes.js';
 
 afterEach(cleanupProcesses);

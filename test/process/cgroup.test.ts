@@ -16,7 +16,7 @@ import {
   readCgroupEvents,
   removeCgroup,
   waitCgroupEmpty,
-} from '../../src/process/cgroup.js';
+} from '../../src/process/posix/cgroup.js';
 import { chooseContainment } from '../../src/process/containment.js';
 import type { ContainmentChoice } from '../../src/process/containment.js';
 import { FAKE_WEBUI_DIR, cleanupProcesses, ownForCleanup, waitFor } from '../support/processes.js';

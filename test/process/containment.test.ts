@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { collectOwned, launch, snapshotProcSync, terminate } from '../../src/process/index.js';
 import type { OwnedProcess, TreeHandle } from '../../src/process/index.js';
-import { cgroupExists, cgroupMembers, createCgroup, readCgroupEvents } from '../../src/process/cgroup.js';
+import { cgroupExists, cgroupMembers, createCgroup, readCgroupEvents } from '../../src/process/posix/cgroup.js';
 import { ContainmentError, chooseContainment } from '../../src/process/containment.js';
 import type { ContainmentChoice, ContainmentRequest } from '../../src/process/containment.js';
-import { readEnvironVariable, readStartTime } from '../../src/process/procfs.js';
+import { readEnvironVariable, readStartTime } from '../../src/process/posix/procfs.js';
 import { FAKE_WEBUI_DIR, cleanupProcesses, isAliveNow, ownForCleanup, startDecoy, tempDir, waitFor } from '../support/processes.js';
 
 // Which backends this machine offers, said out loud: an unavailable one is reported with its reason, never skipped quietly.

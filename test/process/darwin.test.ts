@@ -1,7 +1,7 @@
 // macOS start times, on recorded `ps` output (this machine is Linux: the parsing and the refusal are proven here,
 // the ps invocation itself only on a Mac; docs/ARCHITECTURE.md says so).
 import { describe, expect, test } from 'vitest';
-import { parseLstart, parsePsStartTimes, readStartTimeDarwin } from '../../src/process/darwin.js';
+import { parseLstart, parsePsStartTimes, readStartTimeDarwin } from '../../src/process/posix/darwin.js';
 import { darwinIdentityHolds } from '../../src/process/identity.js';
 
 // Recorded on macOS 14 (`ps -o lstart= -p 98231`, `ps -A -o pid=,lstart=`): day-of-month padded with a space.

@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { readStartTime } from '../../src/process/procfs.js';
+import { readStartTime } from '../../src/process/posix/procfs.js';
 import type { TerminationReport } from '../../src/process/terminate.js';
 import { startPiped } from '../support/child.js';
 import { isAliveNow, waitFor } from '../support/processes.js';
@@ -34,13 +34,11 @@ describe('terminate against EPERM', () => {
     const record = { instanceId: 'eperm', marker: `eperm:${randomBytes(8).toString('hex')}`, root: { pid, startTime, clock: 'proc' } };
     const confirmTimeoutMs = 10_000;
 
-    // PROCESS LIFECYCLE: creates a subprocess (the stopper, as uid 65534; it only signals the victim's identity)
+    // PROCESS LIFECYCLE: creates a subprocess (the stopper: starts as root, drops to uid 65534 before it signals)
     // Parent tracking: startPiped's handle, awaited.   Cleanup handled by: afterEach SIGKILL by handle.   Known risks: none.
-    const stopper = startPiped(process.execPath, ['--import', 'tsx', AS_USER, JSON.stringify(record), JSON.stringify({ graceMs: 200, confirmTimeoutMs })], {
+    const stopper = startPiped(process.execPath, ['--import', 'tsx', AS_USER, String(STOPPER_UID), JSON.stringify(record), JSON.stringify({ graceMs: 200, confirmTimeoutMs })], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp', NO_COLOR: '1' },
-      uid: STOPPER_UID,
-      gid: STOPPER_UID,
     });
     children.push(stopper.child);
     const result = await stopper.done;

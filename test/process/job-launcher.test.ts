@@ -5,11 +5,11 @@
 // command-line quoting, and the stop protocol ending the launcher first.
 import { PassThrough } from 'node:stream';
 import { describe, expect, test } from 'vitest';
-import { JobObjectError, quoteWindowsArgument, windowsCommandLine } from '../../src/process/jobobject.js';
-import type { JobApi, SuspendedProcess } from '../../src/process/jobobject.js';
-import { JOB_FAILED_EXIT, JOB_READY_PREFIX, runJobLauncher } from '../../src/process/job-launcher.js';
-import { WindowsTreeTracker, terminateWindows } from '../../src/process/windows.js';
-import type { WindowsKillExecutor } from '../../src/process/windows.js';
+import { JobObjectError, quoteWindowsArgument, windowsCommandLine } from '../../src/process/windows/job-object.js';
+import type { JobApi, SuspendedProcess } from '../../src/process/windows/job-object.js';
+import { JOB_FAILED_EXIT, JOB_READY_PREFIX, runJobLauncher } from '../../src/process/windows/job-launcher.js';
+import { WindowsTreeTracker, terminateWindows } from '../../src/process/windows/index.js';
+import type { WindowsKillExecutor } from '../../src/process/windows/index.js';
 import type { ProcessInfo, ProcessTable } from '../../src/process/types.js';
 
 // ---------------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, test } from 'vitest';
 import { pino } from 'pino';
 import { LaunchError, launch, snapshotProcSync } from '../../src/process/index.js';
-import { readEnvironVariable } from '../../src/process/procfs.js';
+import { readEnvironVariable } from '../../src/process/posix/procfs.js';
 import { FAKE_WEBUI_DIR, cleanupProcesses, launchFakeWebui, ownForCleanup, tempDir, waitFor, waitForPythons } from '../support/processes.js';
 
 afterEach(cleanupProcesses);

@@ -7,8 +7,8 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, test } from 'vitest';
-import { SupervisorLockedError, acquireLock } from '../../src/process/lock.js';
-import { readStartTime } from '../../src/process/procfs.js';
+import { SupervisorLockedError, acquireLock } from '../../src/process/state/lock.js';
+import { readStartTime } from '../../src/process/posix/procfs.js';
 import { cleanupProcesses, isAliveNow, tempDir, waitFor } from '../support/processes.js';
 
 const REPO = resolve(import.meta.dirname, '../..');

@@ -3,9 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, test } from 'vitest';
 import { launch } from '../../src/process/index.js';
 import type { OwnedProcess, TreeHandle } from '../../src/process/index.js';
-import { reapLeftovers } from '../../src/process/reap.js';
-import { Registry, launchRecord } from '../../src/process/registry.js';
-import { readStartTime } from '../../src/process/procfs.js';
+import { reapLeftovers } from '../../src/process/state/reap.js';
+import { Registry, launchRecord } from '../../src/process/state/registry.js';
+import { readStartTime } from '../../src/process/posix/procfs.js';
 import {
   FAKE_WEBUI_DIR,
   cleanupProcesses,

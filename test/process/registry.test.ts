@@ -4,9 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { Registry, RegistryCorruptError, launchRecord } from '../../src/process/registry.js';
-import type { LaunchRecord } from '../../src/process/registry.js';
-import { readStartTime } from '../../src/process/procfs.js';
+import { Registry, RegistryCorruptError, launchRecord } from '../../src/process/state/registry.js';
+import type { LaunchRecord } from '../../src/process/state/registry.js';
+import { readStartTime } from '../../src/process/posix/procfs.js';
 import { cleanupProcesses, isAliveNow, tempDir, waitFor } from '../support/processes.js';
 
 /** Plain child processes this file started, with the start time that proves they are still the same process. */

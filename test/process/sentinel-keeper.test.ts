@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, test } from 'vitest';
 import { signalProcess, terminate } from '../../src/process/index.js';
 import type { OwnerRecord, ProcessIdentity } from '../../src/process/index.js';
-import { readProcess, readStartTime } from '../../src/process/procfs.js';
+import { readProcess, readStartTime } from '../../src/process/posix/procfs.js';
 import { cleanupProcesses, isAliveNow, markedPids, tempDir, waitFor } from '../support/processes.js';
 
 const HOST = resolve(import.meta.dirname, '../fixtures/sentinel/kept-host.ts');

@@ -9,11 +9,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, test } from 'vitest';
 import { signalProcess, terminate } from '../../src/process/index.js';
 import type { OwnerRecord, ProcessIdentity } from '../../src/process/index.js';
-import { readProcess, readStartTime } from '../../src/process/procfs.js';
+import { readProcess, readStartTime } from '../../src/process/posix/procfs.js';
 import { cleanupProcesses, isAliveNow, launchFakeWebui, markedPids, pidsWithVariable, startDecoy, tempDir, waitFor } from '../support/processes.js';
 
 const HOST = resolve(import.meta.dirname, '../fixtures/sentinel/host.ts');
-const SENTINEL_MAIN = resolve(import.meta.dirname, '../../src/process/sentinel-main.ts');
+const SENTINEL_MAIN = resolve(import.meta.dirname, '../../src/process/state/sentinel-main.ts');
 /** bash webui.sh → launch.py → 2 workers. */
 const TREE_SIZE = 4;
 

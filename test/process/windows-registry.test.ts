@@ -5,12 +5,12 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { reapLeftovers, restoreWindowsTree } from '../../src/process/reap.js';
-import { Registry, RegistryCorruptError, launchRecord } from '../../src/process/registry.js';
-import type { LaunchRecord } from '../../src/process/registry.js';
+import { reapLeftovers, restoreWindowsTree } from '../../src/process/state/reap.js';
+import { Registry, RegistryCorruptError, launchRecord } from '../../src/process/state/registry.js';
+import type { LaunchRecord } from '../../src/process/state/registry.js';
 import type { ProcessInfo, ProcessTable } from '../../src/process/types.js';
-import { WindowsTreeTracker } from '../../src/process/windows.js';
-import type { WindowsKillExecutor, WindowsKillResult, WindowsTerminateOptions, WindowsTreeRecord } from '../../src/process/windows.js';
+import { WindowsTreeTracker } from '../../src/process/windows/index.js';
+import type { WindowsKillExecutor, WindowsKillResult, WindowsTerminateOptions, WindowsTreeRecord } from '../../src/process/windows/index.js';
 import { cleanupProcesses, tempDir } from '../support/processes.js';
 
 afterEach(cleanupProcesses);

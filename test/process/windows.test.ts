@@ -5,8 +5,8 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { collectOwned } from '../../src/process/ownership.js';
-import { WindowsTreeTracker, processKillExecutor, sequencedReader, taskkillExecutor, terminateWindows } from '../../src/process/windows.js';
-import type { WindowsKillExecutor, WindowsKillResult, WindowsTerminateOptions } from '../../src/process/windows.js';
+import { WindowsTreeTracker, processKillExecutor, sequencedReader, taskkillExecutor, terminateWindows } from '../../src/process/windows/index.js';
+import type { WindowsKillExecutor, WindowsKillResult, WindowsTerminateOptions } from '../../src/process/windows/index.js';
 import type { ProcessInfo, ProcessTable } from '../../src/process/types.js';
 
 // ---------------------------------------------------------------------------------------------------------

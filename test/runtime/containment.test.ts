@@ -8,12 +8,12 @@ import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, test } from 'vitest';
 import { launch, snapshotProcSync } from '../../src/process/index.js';
 import { createMetrics } from '../../src/server/metrics.js';
-import { cgroupExists } from '../../src/process/cgroup.js';
+import { cgroupExists } from '../../src/process/posix/cgroup.js';
 import { chooseContainment } from '../../src/process/containment.js';
 import type { ContainmentChoice } from '../../src/process/containment.js';
-import { readStartTime } from '../../src/process/procfs.js';
-import { reapLeftovers } from '../../src/process/reap.js';
-import { Registry, launchRecord } from '../../src/process/registry.js';
+import { readStartTime } from '../../src/process/posix/procfs.js';
+import { reapLeftovers } from '../../src/process/state/reap.js';
+import { Registry, launchRecord } from '../../src/process/state/registry.js';
 import { isAliveNow, ownForCleanup, tempDir, waitFor } from '../support/processes.js';
 import { fakeInstance, makeSupervisor, uniqueId, withDecoysUntouched } from '../support/runtime.js';
 

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, test } from 'vitest';
 import { snapshotProcSync } from '../../src/process/index.js';
-import { readEnvironVariable, readStartTime } from '../../src/process/procfs.js';
+import { readEnvironVariable, readStartTime } from '../../src/process/posix/procfs.js';
 import { tempDir, waitFor } from '../support/processes.js';
 import { fakeInstance, makeSupervisor, pidsOfInstance, withDecoysUntouched } from '../support/runtime.js';
 

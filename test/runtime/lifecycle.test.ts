@@ -1,7 +1,7 @@
 // The supervisor on real trees: start through webui.sh, stop confirmed, restarts that never leave two trees behind.
 import { describe, expect, test } from 'vitest';
 import type { WardenEvent } from '../../src/index.js';
-import { readStartTime } from '../../src/process/procfs.js';
+import { readStartTime } from '../../src/process/posix/procfs.js';
 import { isAliveNow, startDecoy } from '../support/processes.js';
 import { fakeInstance, makeSupervisor, pidsOfInstance, withDecoysUntouched } from '../support/runtime.js';
 

@@ -4,7 +4,7 @@
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { describe, expect, test } from 'vitest';
 import type { ProcessInfo, ProcessTable } from '../../src/process/types.js';
-import { WindowsTreeTracker } from '../../src/process/windows.js';
+import { WindowsTreeTracker } from '../../src/process/windows/index.js';
 import { createSampler } from '../../src/sampler.js';
 import type { SampledInstance } from '../../src/sampler.js';
 

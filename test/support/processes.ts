@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { collectOwned, launch, snapshotProcSync, terminate } from '../../src/process/index.js';
 import type { OwnedProcess, TreeHandle } from '../../src/process/index.js';
-import { readEnvironVariable, readStartTime } from '../../src/process/procfs.js';
+import { readEnvironVariable, readStartTime } from '../../src/process/posix/procfs.js';
 
 export const FAKE_WEBUI_DIR = resolve(import.meta.dirname, '../../examples/fake-webui');
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createSupervisor } from '../../src/index.js';
 import type { Supervisor, SupervisorOptions } from '../../src/index.js';
 import { snapshotProcSync } from '../../src/process/index.js';
-import { readEnvironVariable } from '../../src/process/procfs.js';
+import { readEnvironVariable } from '../../src/process/posix/procfs.js';
 import { afterEach, beforeEach, expect } from 'vitest';
 import { FAKE_WEBUI_DIR, cleanupProcesses, isAliveNow, startDecoy, tempDir } from './processes.js';
 import type { Decoy } from './processes.js';

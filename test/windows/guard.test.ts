@@ -5,8 +5,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { WindowsTreeTracker, runWindowsGuard } from '../../src/process/windows.js';
-import type { WindowsKillExecutor } from '../../src/process/windows.js';
+import { WindowsTreeTracker, runWindowsGuard } from '../../src/process/windows/index.js';
+import type { WindowsKillExecutor } from '../../src/process/windows/index.js';
 import type { ProcessInfo, ProcessTable } from '../../src/process/types.js';
 
 const row = (pid: number, ppid: number, name: string | undefined): ProcessInfo => ({

@@ -28,7 +28,7 @@ const fixtures = join(here, 'fixtures');
 // cannot swap dist/ under a running scenario; WARDEN_WINE_DIST overrides it.
 const dist = process.env.WARDEN_WINE_DIST ?? join(repo, '.wine-test', 'dist');
 const proc = await import(pathToFileURL(join(dist, 'src', 'process', 'index.js')).href);
-const win = await import(pathToFileURL(join(dist, 'src', 'process', 'windows.js')).href);
+const win = await import(pathToFileURL(join(dist, 'src', 'process', 'windows', 'index.js')).href);
 // The product's polite request (node:http): Node's fetch cannot connect under Wine 8 ("connect UNKNOWN").
 const { postQuietly } = await import(pathToFileURL(join(dist, 'src', 'health.js')).href);
 

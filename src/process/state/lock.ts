@@ -5,9 +5,9 @@ import { link, open, readdir, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WardenError } from './errors.js';
-import { currentBootId, fromAnotherBoot } from './boot.js';
-import { currentIdentity, identityHoldsNow } from './identity.js';
+import { WardenError } from '../errors.js';
+import { currentBootId, fromAnotherBoot } from '../posix/boot.js';
+import { currentIdentity, identityHoldsNow } from '../identity.js';
 import { ensureStateDir, openNoFollow, openNoFollowSync } from './statedir.js';
 
 /** Who holds a lock: the supervisor process, its start time (Linux: clock ticks since boot) and where it runs. */

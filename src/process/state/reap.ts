@@ -1,19 +1,20 @@
 // Reaping what earlier runs left: every registry record, then every stale marker of an instance we manage.
 // On Windows only registry records that carry the tree tracker's record can be reaped (see restoreWindowsTree).
-import { launchCgroupOf } from './cgroup.js';
-import { currentBootId, fromAnotherBoot } from './boot.js';
-import { collectOwned, findMarked, parseMarker } from './ownership.js';
-import { readEnvironVariable } from './procfs.js';
-import { STATE_DIR_VARIABLE } from './types.js';
-import type { CollectOptions, OwnedProcess, OwnerRecord } from './ownership.js';
+import { launchCgroupOf } from '../posix/cgroup.js';
+import { currentBootId, fromAnotherBoot } from '../posix/boot.js';
+import { collectOwned, findMarked, parseMarker } from '../ownership.js';
+import { readEnvironVariable } from '../posix/procfs.js';
+import { STATE_DIR_VARIABLE } from '../types.js';
+import type { CollectOptions, OwnedProcess, OwnerRecord } from '../ownership.js';
 import type { LaunchRecord, Registry } from './registry.js';
-import { classifyRole } from './roles.js';
-import { snapshot } from './snapshot.js';
-import { terminate } from './terminate.js';
-import type { KilledProcess, Survivor, TerminateOptions, TerminationReport } from './terminate.js';
-import type { ProcessInfo, ProcessRole, ProcessTable } from './types.js';
-import { WindowsTreeTracker, terminateWindows } from './windows.js';
-import type { WindowsTerminateOptions } from './windows.js';
+import { classifyRole } from '../roles.js';
+import { snapshot } from '../snapshot.js';
+import { terminate } from '../terminate.js';
+import type { KilledProcess, Survivor, TerminationReport } from '../report.js';
+import type { TerminateOptions } from '../terminate-options.js';
+import type { ProcessInfo, ProcessRole, ProcessTable } from '../types.js';
+import { WindowsTreeTracker, terminateWindows } from '../windows/index.js';
+import type { WindowsTerminateOptions } from '../windows/index.js';
 
 export interface ReapOptions {
   /** The state directory's registry; records whose trees are confirmed dead are removed from it. */

@@ -1,11 +1,10 @@
 // Keeps a sentinel alive for as long as the supervisor lives: if the sentinel dies (OOM killer, a stray SIGKILL),
 // a new one is started and re-told every tree still tracked, so a later force-close still leaves nothing behind.
-import type { Logger } from 'pino';
-import { rootLogger } from '../logging.js';
-import type { OwnerRecord } from './ownership.js';
+import { rootLogger } from '../../logging.js';
+import type { OwnerRecord } from '../ownership.js';
 import { startSentinel } from './sentinel.js';
 import type { Sentinel, SentinelExit, SentinelOptions } from './sentinel.js';
-import type { ProcessIdentity } from './types.js';
+import type { ProcessIdentity } from '../types.js';
 
 export interface KeptSentinelOptions extends SentinelOptions {
   /** Wait before each restart attempt after the first (a sentinel that cannot start is retried). Default 1000. */

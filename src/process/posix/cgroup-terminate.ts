@@ -3,12 +3,13 @@
 // freeze + cgroup.kill → confirmed dead = `cgroup.events` says `populated 0` (watched, not polled) → rmdir.
 import { readFileSync } from 'node:fs';
 import { cgroupExists, cgroupMembers, freezeCgroup, isLaunchCgroup, killCgroup, readCgroupEvents, removeCgroup, waitCgroupEmpty, waitCgroupEvents } from './cgroup.js';
-import { WardenError } from './errors.js';
-import type { OwnerRecord } from './ownership.js';
+import { WardenError } from '../errors.js';
+import type { OwnerRecord } from '../ownership.js';
 import { readProcess } from './procfs.js';
-import { classifyRole } from './roles.js';
-import type { KilledProcess, Survivor, TerminateOptions, TerminationReport } from './terminate.js';
-import type { ProcessInfo, ProcessRole } from './types.js';
+import { classifyRole } from '../roles.js';
+import type { KilledProcess, Survivor, TerminationReport } from '../report.js';
+import type { TerminateOptions } from '../terminate-options.js';
+import type { ProcessInfo, ProcessRole } from '../types.js';
 
 /** How long the kernel may take to report a freeze done (it waits for each task to reach the freezer). */
 const FREEZE_WAIT_MS = 1000;

@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cgroupJoinArgv, createCgroup, removeCgroup, waitCgroupEvents } from './cgroup.js';
-import type { ContainmentChoice } from './containment.js';
+import type { ContainmentChoice } from '../containment.js';
 
 /** The spawned process, as much of it as confirming needs. */
 interface Spawned {

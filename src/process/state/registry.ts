@@ -3,15 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { WardenError } from './errors.js';
-import { currentBootId } from './boot.js';
-import { currentIdentity, identityHoldsNow } from './identity.js';
-import { parseMarker } from './ownership.js';
+import { WardenError } from '../errors.js';
+import { currentBootId } from '../posix/boot.js';
+import { currentIdentity, identityHoldsNow } from '../identity.js';
+import { parseMarker } from '../ownership.js';
 import { ensureStateDir, openNoFollow } from './statedir.js';
-import type { OwnerRecord } from './ownership.js';
-import type { ProcessIdentity } from './types.js';
-import { WindowsTreeTracker } from './windows.js';
-import type { WindowsTreeRecord } from './windows.js';
+import type { OwnerRecord } from '../ownership.js';
+import type { ProcessIdentity } from '../types.js';
+import { WindowsTreeTracker } from '../windows/index.js';
+import type { WindowsTreeRecord } from '../windows/index.js';
 
 /** One launch as recorded on disk: enough to re-prove ownership of its tree after the supervisor is gone. */
 export type LaunchRecord = OwnerRecord & {

@@ -5,15 +5,15 @@ import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
-import { rootLogger } from '../logging.js';
-import { WardenError } from './errors.js';
-import { currentIdentity } from './identity.js';
-import type { OwnerRecord } from './ownership.js';
-import { signalProcess } from './signal.js';
+import { rootLogger } from '../../logging.js';
+import { WardenError } from '../errors.js';
+import { currentIdentity } from '../identity.js';
+import type { OwnerRecord } from '../ownership.js';
+import { signalProcess } from '../signal.js';
 import { ensureStateDirSync } from './statedir.js';
-import { spawnTethered } from './tethered.js';
-import { MARKER_VARIABLE } from './types.js';
-import type { ProcessIdentity } from './types.js';
+import { spawnTethered } from '../tethered.js';
+import { MARKER_VARIABLE } from '../types.js';
+import type { ProcessIdentity } from '../types.js';
 
 /** One line of the supervisor → sentinel pipe (newline-delimited JSON). */
 export type SentinelMessage =

@@ -1,6 +1,6 @@
 // Linux /proc readers. Each returns `undefined` when the process vanished mid-read: that is normal, not an error.
 import { closeSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
-import type { ProcessInfo } from './types.js';
+import type { ProcessInfo } from '../types.js';
 
 // Whether this machine exposes a Linux-style /proc we can read directly.
 export const hasProcfs: boolean = (() => {

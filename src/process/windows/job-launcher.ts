@@ -12,8 +12,8 @@
 // Killing the launcher itself (taskkill /F, Task Manager) closes the job too: that is how a stop ends the
 // tree in one step, with the per-pid sweep and the confirmation read after it as before.
 import { createInterface } from 'node:readline';
-import { loadJobApi, windowsCommandLine } from './jobobject.js';
-import type { JobApi, Win32Handle } from './jobobject.js';
+import { loadJobApi, windowsCommandLine } from './job-object.js';
+import type { JobApi, Win32Handle } from './job-object.js';
 
 /** The flag that makes this module run as the launcher. */
 export const JOB_LAUNCHER_FLAG = '--warden-job-launcher';

@@ -3,7 +3,7 @@
 import { constants, lstatSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { mkdir, open, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { WardenError } from './errors.js';
+import { WardenError } from '../errors.js';
 
 /** The state directory (or a file in it) cannot be trusted; nothing was read from it or written through it. */
 export class StateDirError extends WardenError {}

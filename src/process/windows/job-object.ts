@@ -3,7 +3,7 @@
 // cannot start a single child outside the job, and the kernel ends every member when the job's last handle
 // closes: when the process holding it (Warden's job launcher) exits or is killed, the whole tree dies with it.
 import { createRequire } from 'node:module';
-import { WardenError } from './errors.js';
+import { WardenError } from '../errors.js';
 
 /** An opaque Win32 HANDLE as koffi returns it. */
 export type Win32Handle = unknown;

@@ -7,14 +7,14 @@
 import { constants, writeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { isLaunchCgroup } from './cgroup.js';
-import { identityHoldsNow } from './identity.js';
-import type { OwnerRecord } from './ownership.js';
+import { isLaunchCgroup } from '../posix/cgroup.js';
+import { identityHoldsNow } from '../identity.js';
+import type { OwnerRecord } from '../ownership.js';
 import type { SentinelMessage } from './sentinel.js';
 import { openNoFollowSync } from './statedir.js';
-import { terminate } from './terminate.js';
-import type { TerminationReport } from './terminate.js';
-import type { ProcessIdentity } from './types.js';
+import { terminate } from '../terminate.js';
+import type { TerminationReport } from '../report.js';
+import type { ProcessIdentity } from '../types.js';
 
 /** The stop protocol the sentinel runs on each tree: short grace, the supervisor is already gone. */
 const TERMINATE_OPTIONS = { graceMs: 300, confirmTimeoutMs: 3000 } as const;
