@@ -1,7 +1,7 @@
 // Writes schema/warden.config.schema.json from the config's zod schema; `--check` fails instead when it is stale.
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { configJsonSchema } from '../src/config.js';
+import { configJsonSchema } from '../src/config/index.js';
 
 const target = fileURLToPath(new URL('../schema/warden.config.schema.json', import.meta.url));
 const text = `${JSON.stringify(configJsonSchema(), null, 2)}\n`;

@@ -17,8 +17,8 @@ import type {
   TerminationReport as MachineReport,
   WatchdogLevel,
 } from '../machines/index.js';
-import { parseConfig } from './config.js';
-import type { InstanceConfig, WardenConfig } from './config.js';
+import { parseConfig } from './config/index.js';
+import type { InstanceConfig, WardenConfig } from './config/index.js';
 import { writeDiagnosticBundle } from './diagnostics.js';
 import { CommandRefusedError, ShutDownError, StartError, StopIncompleteError, StopTimeoutError, UnknownInstanceError, WardenError } from './errors.js';
 import { postQuietly, probeHealth } from './health.js';

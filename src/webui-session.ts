@@ -1,8 +1,8 @@
 // What the runtime knows about one instance's current start beyond its process tree: the launch plan (argv,
 // env, port, URLs per profile), its output log and tail, readiness, in-app relaunches and the crash hints.
 import { join } from 'node:path';
-import { portRangeOf } from './config.js';
-import type { InstanceConfig } from './config.js';
+import { portRangeOf } from './config/index.js';
+import type { InstanceConfig } from './config/index.js';
 import { crashHints } from './crash-hints.js';
 import type { CrashHint } from './crash-hints.js';
 import { kernelOomLines } from './logs/kernel-oom.js';

@@ -1,6 +1,6 @@
 // The config fields of issue 12: profile defaults, port ranges, launch profiles and log limits, with their errors.
 import { describe, expect, test } from 'vitest';
-import { ConfigError, parseConfig, portRangeOf } from '../src/config.js';
+import { ConfigError, parseConfig, portRangeOf } from '../src/config/index.js';
 
 const base = { id: 'webui', command: './webui.sh' };
 

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ConfigError, configJsonSchema, loadConfigFile, parseConfig, wardenConfigSchema } from '../src/config.js';
-import type { WardenConfig } from '../src/config.js';
+import { ConfigError, configJsonSchema, loadConfigFile, parseConfig, wardenConfigSchema } from '../src/config/index.js';
+import type { WardenConfig } from '../src/config/index.js';
 import { WardenError } from '../src/process/errors.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

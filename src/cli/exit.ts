@@ -1,5 +1,5 @@
 // Exit codes and error reporting of the `warden` CLI: one line on stderr for anything a user can fix, never a stack.
-import { ConfigError, formatReceived } from '../config.js';
+import { ConfigError, formatReceived } from '../config/index.js';
 import { WardenError } from '../errors.js';
 
 /** Every exit code the CLI uses (documented in docs/CLI.md). Codes ≥ 64 follow BSD sysexits.h. */

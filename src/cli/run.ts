@@ -1,7 +1,7 @@
 // `warden run --config <file>`: supervise for real, serve the control API, shut down (confirmed) on SIGINT/SIGTERM.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfigFile } from '../config.js';
+import { loadConfigFile } from '../config/index.js';
 import { createSupervisor } from '../supervisor.js';
 import type { Supervisor, WardenEvent } from '../supervisor.js';
 import { CliError, EXIT, describeError } from './exit.js';

@@ -1,6 +1,6 @@
 // Reading this machine's process table for the CLI: marked processes, owned trees, foreign look-alikes.
 import { basename } from 'node:path';
-import type { WardenConfig } from '../config.js';
+import type { WardenConfig } from '../config/index.js';
 import { classifyRole, collectOwned, findLookalikes, findMarked, parseMarker, snapshot } from '../process/index.js';
 import type { Lookalike, ProcessInfo, ProcessRole, ProcessTable } from '../process/index.js';
 import { restoreWindowsTree } from '../process/state/reap.js';

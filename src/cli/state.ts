@@ -2,8 +2,8 @@
 import { closeSync, constants, existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { loadConfigFile } from '../config.js';
-import type { WardenConfig } from '../config.js';
+import { loadConfigFile } from '../config/index.js';
+import type { WardenConfig } from '../config/index.js';
 import { identityHoldsNow } from '../process/identity.js';
 import { openNoFollowSync } from '../process/state/statedir.js';
 import type { LaunchRecord } from '../process/state/registry.js';
