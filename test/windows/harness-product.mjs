@@ -33,7 +33,7 @@ const proc = await import(pathToFileURL(join(dist, 'src', 'process', 'index.js')
 cpSync(join(repo, 'src', 'server', 'dashboard'), join(dist, 'src', 'server', 'dashboard'), { recursive: true });
 // These scenarios are about what happens when nothing in the kernel holds the tree (the tracker, the registry, the
 // guard): where the config knows a Job Object option (`instances[].windowsJob`), they turn it off.
-const { configJsonSchema } = await import(pathToFileURL(join(dist, 'src', 'config.js')).href);
+const { configJsonSchema } = await import(pathToFileURL(join(dist, 'src', 'config', 'index.js')).href);
 const knowsWindowsJob = JSON.stringify(configJsonSchema()).includes('"windowsJob"');
 
 const [scenario, workdirArg, pythonExe] = process.argv.slice(2);
