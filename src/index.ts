@@ -1,6 +1,6 @@
 // webui-warden: supervise a local Stable Diffusion WebUI and prove its whole process tree dead on every stop.
-export { createSupervisor } from './supervisor.js';
-export type { Supervisor, SupervisorOptions, SupervisorStatus, InstanceStatus, InstanceReport, InstanceLogs, ShutdownReport, WardenEvent } from './supervisor.js';
+export { createSupervisor } from './runtime/supervisor.js';
+export type { Supervisor, SupervisorOptions, SupervisorStatus, InstanceStatus, InstanceReport, InstanceLogs, ShutdownReport, WardenEvent } from './runtime/supervisor.js';
 export { WEBUI_PROFILES, LaunchOverrideError } from './profiles.js';
 export type { WebuiProfile, StartOverrides } from './profiles.js';
 export { PortRangeExhaustedError } from './port-discovery.js';

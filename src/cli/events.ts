@@ -1,5 +1,5 @@
 // Live lines for the supervisor's events: `[  2.31s] webui  running → stopping (crash: process exited …)`.
-import type { Supervisor, WardenEvent } from '../supervisor.js';
+import type { Supervisor, WardenEvent } from '../runtime/supervisor.js';
 import { byRole, duration, plural, stamp } from './output.js';
 import type { Output } from './output.js';
 

@@ -2,8 +2,8 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfigFile } from '../config/index.js';
-import { createSupervisor } from '../supervisor.js';
-import type { Supervisor, WardenEvent } from '../supervisor.js';
+import { createSupervisor } from '../runtime/supervisor.js';
+import type { Supervisor, WardenEvent } from '../runtime/supervisor.js';
 import { CliError, EXIT, describeError } from './exit.js';
 import { createEventPrinter } from './events.js';
 import { createOutput, duration, plural, stamp } from './output.js';

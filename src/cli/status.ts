@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { identityHoldsNow } from '../process/identity.js';
 import { isLoopbackUrl } from '../server/loopback.js';
-import type { SupervisorStatus } from '../supervisor.js';
+import type { SupervisorStatus } from '../runtime/supervisor.js';
 import { CliError, EXIT } from './exit.js';
 import { createOutput } from './output.js';
 import type { Output } from './output.js';

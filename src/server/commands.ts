@@ -2,7 +2,7 @@
 import { filter, firstValueFrom, fromEvent, mergeMap, takeUntil, throwError } from 'rxjs';
 import { ShutDownError, StartError, UnknownInstanceError, WardenError } from '../errors.js';
 import type { StartOverrides } from '../profiles.js';
-import type { InstanceStatus, Supervisor } from '../supervisor.js';
+import type { InstanceStatus, Supervisor } from '../runtime/supervisor.js';
 import { HttpError } from './respond.js';
 
 /** The commands `POST /api/instances/:id/:action` accepts. */

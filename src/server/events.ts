@@ -1,7 +1,7 @@
 // Server-Sent Events: every WardenEvent as `id`/`event`/`data`, replay after Last-Event-ID, heartbeats, clean close.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Subscription } from 'rxjs';
-import type { Supervisor, WardenEvent } from '../supervisor.js';
+import type { Supervisor, WardenEvent } from '../runtime/supervisor.js';
 import { BASE_HEADERS, SSE_HEADERS, sendJson } from './respond.js';
 
 /** Options of the event hub. */

@@ -2,7 +2,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WardenError } from '../errors.js';
-import type { ShutdownReport, Supervisor } from '../supervisor.js';
+import type { ShutdownReport, Supervisor } from '../runtime/supervisor.js';
 import { resolveDashboardDir } from './dashboard.js';
 import { createEventHub } from './events.js';
 import { allowedAuthorities, isLoopbackHost } from './loopback.js';

@@ -1,6 +1,6 @@
 // The output of one instance over HTTP: `GET /api/instances/:id/logs?tail=N` (JSON) and `?follow=1` (SSE lines).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Supervisor } from '../supervisor.js';
+import type { Supervisor } from '../runtime/supervisor.js';
 import { HttpError, sendJson } from './respond.js';
 import { BASE_HEADERS, SSE_HEADERS } from './respond.js';
 

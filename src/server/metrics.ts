@@ -2,7 +2,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Subscription } from 'rxjs';
 import type { InstanceStateName, WatchdogLevel } from '../../machines/index.js';
-import type { Supervisor } from '../supervisor.js';
+import type { Supervisor } from '../runtime/supervisor.js';
 
 /** Every instance state, so `warden_instance_state` always has a 0 or 1 for each (the usual enum pattern). */
 const STATES: readonly InstanceStateName[] = ['idle', 'spawning', 'running', 'stopping', 'crashed', 'failed'];

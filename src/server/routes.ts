@@ -1,6 +1,6 @@
 // The request pipeline: Host/Origin checks, the token on /api, then one handler per route; every failure is JSON.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Supervisor } from '../supervisor.js';
+import type { Supervisor } from '../runtime/supervisor.js';
 import { readJsonObject } from './body.js';
 import { INSTANCE_ACTIONS, commandOptions, runInstanceCommand } from './commands.js';
 import type { InstanceAction } from './commands.js';
