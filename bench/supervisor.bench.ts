@@ -60,6 +60,8 @@ export interface IdleCostResult {
   rssMb: { start: number; end: number; max: number };
   samples: number;
   sampleMs: { median: number; p90: number };
+  /** CPU per thread over the window, % of one core (Linux; `main` is the JS thread, the rest libuv and V8). */
+  threadsPercent: Record<string, number>;
   goalMet: boolean;
 }
 
@@ -74,16 +76,14 @@ export async function runIdleCost(options: { instances: number; seconds: number;
   // PROCESS LIFECYCLE: creates a subprocess
   // Parent tracking: execFile's child handle; the host shuts its supervisor down (confirmed) before it exits.
   // Cleanup handled by: the host's own shutdown(); its sentinel if it dies.   Known risks: none past the run.
-  // WARDEN_BENCH_PROFILE=<dir> writes a V8 CPU profile of the supervisor process there (to see where time goes).
-  const profile = process.env.WARDEN_BENCH_PROFILE;
-  const nodeArgs = profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`];
-  const { stdout } = await execFileAsync(process.execPath, [...nodeArgs, host, JSON.stringify(config), String(options.seconds)], {
+  // WARDEN_BENCH_PROFILE=<dir>: the host writes a V8 CPU profile of the measured window there (where time goes).
+  const { stdout } = await execFileAsync(process.execPath, [host, JSON.stringify(config), String(options.seconds)], {
     env: { ...process.env, WARDEN_LOG_LEVEL: 'silent' },
     timeout: (options.seconds + 120) * 1000,
     maxBuffer: 16 * 1024 * 1024,
   });
   const measured = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
-    cpuMs: number; wallMs: number; rssStart: number; rssMax: number; rssEnd: number; sampleMs: number[]; running: number; shutdownOk: boolean;
+    cpuMs: number; wallMs: number; rssStart: number; rssMax: number; rssEnd: number; sampleMs: number[]; threadMs: Record<string, number>; running: number; shutdownOk: boolean;
   };
   if (!measured.shutdownOk || measured.running !== options.instances) {
     throw new Error(`idle cost run invalid: ${measured.running} of ${options.instances} running, shutdown ok ${measured.shutdownOk}`);
@@ -98,6 +98,7 @@ export async function runIdleCost(options: { instances: number; seconds: number;
     rssMb: { start: mb(measured.rssStart), end: mb(measured.rssEnd), max: mb(measured.rssMax) },
     samples: measured.sampleMs.length,
     sampleMs: { median: round2(sampled.median), p90: round2(sampled.p90) },
+    threadsPercent: Object.fromEntries(Object.entries(measured.threadMs).map(([name, ms]) => [name, round2((ms / measured.wallMs) * 100)])),
     goalMet: cpuPercent < 0.5 && measured.rssMax < 150 * 1024 * 1024,
   };
 }
@@ -155,6 +156,8 @@ async function main(argv: string[]): Promise<void> {
         [[idle.cpuPercentOfOneCore, idle.rssMb.start, idle.rssMb.max, idle.samples, idle.sampleMs.median, idle.sampleMs.p90, '< 0.5 %, < 150 MB', idle.goalMet ? 'met' : 'NOT MET']],
       ),
     );
+    const threads = Object.entries(idle.threadsPercent).sort((a, b) => b[1] - a[1]);
+    if (threads.length > 0) console.log(`by thread (% of one core, 10 ms ticks): ${threads.map(([name, percent]) => `${name} ${percent}`).join(', ')}`);
     const containment = await runContainment({ rounds: numberFlag(argv, '--storm-rounds', 3) });
     console.log('\n== runaway containment (--spawn-storm), samples from first extra process to contained ==');
     console.log(table(['round', 'samples', 'extra python at first sight', 'watchdog level'], containment.rounds.map((entry, index) => [index + 1, entry.samplesToContained, entry.extraSeen, entry.level])));
