@@ -77,7 +77,9 @@ export async function runIdleCost(options: { instances: number; seconds: number;
   // Parent tracking: execFile's child handle; the host shuts its supervisor down (confirmed) before it exits.
   // Cleanup handled by: the host's own shutdown(); its sentinel if it dies.   Known risks: none past the run.
   // WARDEN_BENCH_PROFILE=<dir>: the host writes a V8 CPU profile of the measured window there (where time goes).
-  const { stdout } = await execFileAsync(process.execPath, [host, JSON.stringify(config), String(options.seconds)], {
+  // WARDEN_BENCH_NODE_FLAGS: node/V8 flags for the host (e.g. `--trace-gc`), to try a runtime setting side by side.
+  const nodeFlags = (process.env.WARDEN_BENCH_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
+  const { stdout } = await execFileAsync(process.execPath, [...nodeFlags, host, JSON.stringify(config), String(options.seconds)], {
     env: { ...process.env, WARDEN_LOG_LEVEL: 'silent' },
     timeout: (options.seconds + 120) * 1000,
     maxBuffer: 16 * 1024 * 1024,

@@ -2,7 +2,7 @@
 import { EMPTY, Observable, catchError, defer, exhaustMap, interval, share, startWith } from 'rxjs';
 import { MARKER_VARIABLE, STATE_DIR_VARIABLE, classifyRole, collectOwned, findMarked, parseMarker, readEnvironVariable, snapshot } from './process/index.js';
 import { lookalikeCandidates, lookalikesAmong } from './process/lookalikes.js';
-import { cgroup2Mounts } from './process/posix/cgroup.js';
+import { cgroup2MountsCovering } from './process/posix/cgroup.js';
 import { hasProcfs } from './process/posix/procfs.js';
 import type { Lookalike, LookalikeMemo, LookalikeProfile, OwnedProcess, OwnerRecord, ProcessRole, ProcessTable } from './process/index.js';
 import type { WindowsTreeTracker } from './process/windows/index.js';
@@ -89,8 +89,7 @@ export function classifyTable(
   // Every marker is read once per table, then shared by every instance's ownership proof.
   const markers = findMarked(table, readMarker === undefined ? {} : { readMarker });
   const markerOf = (pid: number): string | undefined => markers.get(pid);
-  // mountinfo is read once per table for every cgroup-contained launch, not once per launch.
-  let cgroupMounts: string[] | undefined;
+  // mountinfo is read again only for a launch cgroup the last read does not cover (cgroup2MountsCovering).
   for (const instance of instances) {
     const counts = emptyCounts();
     if (instance.owner !== undefined) {
@@ -100,7 +99,7 @@ export function classifyTable(
           ? instance.windows.owned(table)
           : collectOwned(instance.owner, table, {
               readMarker: markerOf,
-              ...(instance.owner.cgroup !== undefined && table.backend === 'proc' && { cgroupMounts: (cgroupMounts ??= cgroup2Mounts()) }),
+              ...(instance.owner.cgroup !== undefined && table.backend === 'proc' && { cgroupMounts: cgroup2MountsCovering(instance.owner.cgroup) }),
             });
       ownedById.set(instance.id, owned);
       const shells = new Set(owned.filter((entry) => entry.role === 'shell').map((entry) => entry.info.pid));
@@ -150,9 +149,9 @@ export function createSampler(options: SamplerOptions): Observable<Sample> {
   // argv is read later only for the few shells and Pythons that might be look-alikes.
   const readTable = options.readTable ?? (() => snapshot({ cmdline: false, uid: false }));
   const history: Array<{ at: number; total: number }> = [];
-  // A process's marker comes from its environment at exec: cached per pid + start time + name (an exec changes
-  // the name), so a steady table costs no environment reads. terminate() never uses this cache.
-  let markerCache = new Map<string, string | undefined>();
+  // A process's marker comes from its environment at exec: cached per pid with its start time and name (an exec
+  // changes the name), so a steady table costs no environment reads and no allocation. terminate() never uses it.
+  const markerCache = new Map<number, { startTime: number | undefined; name: string; marker: string | undefined }>();
   const lookalikeMemo: LookalikeMemo = new Map();
   const sampleOnce = async (): Promise<Sample> => {
     const started = performance.now();
@@ -160,17 +159,18 @@ export function createSampler(options: SamplerOptions): Observable<Sample> {
     // (a Windows tree tracker would take its root for dead), so it is neither counted nor fed this table.
     const instances = options.instances();
     const table = await readTable();
-    const nextCache = new Map<string, string | undefined>();
     const cachedMarker = (pid: number): string | undefined => {
       const info = table.processes.get(pid);
-      const key = `${pid}:${info?.startTime}:${info?.name}`;
-      const value = markerCache.has(key) ? markerCache.get(key) : readEnvironVariable(pid, MARKER_VARIABLE);
-      nextCache.set(key, value);
-      return value;
+      const cached = markerCache.get(pid);
+      if (cached !== undefined && info !== undefined && cached.startTime === info.startTime && cached.name === info.name) return cached.marker;
+      const marker = readEnvironVariable(pid, MARKER_VARIABLE);
+      if (info !== undefined) markerCache.set(pid, { startTime: info.startTime, name: info.name, marker });
+      return marker;
     };
     const { perInstance, stale, foreign, ownedById } = classifyTable(table, instances, options.liveMarkers(), options.stateDir, hasProcfs ? cachedMarker : undefined, lookalikeMemo);
-    markerCache = nextCache;
     options.onTable?.(table, ownedById, instances);
+    // Pids gone from the table leave both caches (a reused pid brings a new start time anyway).
+    for (const pid of markerCache.keys()) if (!table.processes.has(pid)) markerCache.delete(pid);
     for (const pid of lookalikeMemo.keys()) if (!table.processes.has(pid)) lookalikeMemo.delete(pid);
     let python = 0;
     let shell = 0;

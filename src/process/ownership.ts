@@ -44,14 +44,19 @@ export interface CollectOptions {
   cgroupMounts?: readonly string[];
 }
 
-// The processes we must never own, whatever a table says: this process and its ancestors.
-function protectedPids(table: ProcessTable): Set<number> {
+// The processes we must never own, whatever a table says: this process and its ancestors. Worked out once per
+// table (a sample asks for every launch and for the markers).
+const protectedCache = new WeakMap<ProcessTable, ReadonlySet<number>>();
+function protectedPids(table: ProcessTable): ReadonlySet<number> {
+  const cached = protectedCache.get(table);
+  if (cached !== undefined) return cached;
   const protectedSet = new Set<number>([0, 1, process.pid]);
   let cursor = table.processes.get(process.pid)?.ppid;
   while (cursor !== undefined && cursor > 1 && !protectedSet.has(cursor)) {
     protectedSet.add(cursor);
     cursor = table.processes.get(cursor)?.ppid;
   }
+  protectedCache.set(table, protectedSet);
   return protectedSet;
 }
 

@@ -3,7 +3,7 @@ import type { Subscription } from 'rxjs';
 import type { WatchdogLevel } from '../../machines/index.js';
 import type { TreeHandle } from '../process/index.js';
 import { createSampler } from '../sampler.js';
-import type { Sample, StaleGroup } from '../sampler.js';
+import type { RoleCounts, Sample, StaleGroup } from '../sampler.js';
 import type { InstanceRuntime, SupervisedActor, SupervisorCore } from './core.js';
 
 // Starts sampling the process table for one supervisor; the subscription ends it.
@@ -11,12 +11,11 @@ export function startSampling(core: SupervisorCore, actor: SupervisedActor, pers
   // Whether the machines must see this sample. At level ok the watchdog decides from counts, per-instance counts
   // and the window minimum alone, so the same figures again change nothing: no event through the actor system
   // (most of a steady supervisor's per-sample cost). Above ok every sample counts (calm samples in a row).
-  let lastSent = '';
+  let lastSent: Sample | undefined;
   const sampleChangesAnything = (sample: Sample): boolean => {
     const level = (actor.getSnapshot().context as { watchdogLevel?: WatchdogLevel }).watchdogLevel ?? 'ok';
-    const key = `${JSON.stringify(sample.counts)}|${JSON.stringify(sample.perInstance)}|${sample.windowMin.total}`;
-    if (level === 'ok' && key === lastSent) return false;
-    lastSent = key;
+    if (level === 'ok' && lastSent !== undefined && sameFigures(lastSent, sample)) return false;
+    lastSent = sample;
     return true;
   };
 
@@ -64,4 +63,30 @@ export function startSampling(core: SupervisorCore, actor: SupervisedActor, pers
       },
       error: (error: unknown) => core.logger.error({ err: error }, 'sampler failed'),
     });
+}
+
+// Whether two samples carry the same figures the watchdog decides from: totals, per-instance counts, window minimum.
+// Compared field by field, without serialising: this runs once a second.
+function sameFigures(a: Sample, b: Sample): boolean {
+  if (a.windowMin.total !== b.windowMin.total || !sameCounts(a.counts, b.counts)) return false;
+  const ids = Object.keys(b.perInstance);
+  if (Object.keys(a.perInstance).length !== ids.length) return false;
+  for (const id of ids) {
+    const before = a.perInstance[id];
+    if (before === undefined || !sameCounts(before, b.perInstance[id] as RoleCounts)) return false;
+  }
+  return true;
+}
+
+// The same numbers under the same keys (RoleCounts and the sample's totals, which add stale and foreign).
+function sameCounts(a: object, b: object): boolean {
+  const left = a as Record<string, unknown>;
+  const right = b as Record<string, unknown>;
+  let count = 0;
+  for (const key in right) {
+    count += 1;
+    if (left[key] !== right[key]) return false;
+  }
+  for (const _ in left) count -= 1;
+  return count === 0;
 }

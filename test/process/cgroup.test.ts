@@ -1,12 +1,13 @@
 // cgroup v2 primitives on this machine's real hierarchy (unique cgroup names, removed after each test), plus the
 // parsing of recorded /proc files, and the subreaper shim's own duties.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { launch, snapshotProcSync, terminate } from '../../src/process/index.js';
 import {
   cgroup2Mounts,
+  cgroup2MountsCovering,
   cgroupExists,
   cgroupMembers,
   createCgroup,
@@ -47,6 +48,25 @@ describe('reading the hierarchy', () => {
     expect(cgroup2Mounts('41 30 0:23 / /mnt/odd\\040place rw - cgroup2 cgroup2 rw')).toEqual(['/mnt/odd place']);
   });
 
+  test('the cached mount list answers for a path it covers and is read again for one it does not', () => {
+    const live = cgroup2Mounts();
+    const mount = live[0];
+    if (mount === undefined) {
+      // No cgroup2 here: nothing is covered, every call reads afresh and finds nothing.
+      expect(cgroup2MountsCovering('/sys/fs/cgroup/warden/x-1')).toEqual([]);
+      return;
+    }
+    const first = cgroup2MountsCovering(`${mount}/warden/a-1`);
+    expect(first).toEqual(live);
+    // Same list object while the path is covered (no mountinfo read) ...
+    expect(cgroup2MountsCovering(`${mount}/warden/b-2`)).toBe(first);
+    // ... a path under no mount gets a fresh read, and a fresh read cannot make it pass.
+    const fresh = cgroup2MountsCovering('/not-a-mount/warden/a-1');
+    expect(fresh).not.toBe(first);
+    expect(fresh).toEqual(live);
+    expect(isLaunchCgroup('/not-a-mount/warden/a-1', 'a:1', fresh)).toBe(false);
+  });
+
   test("this process's cgroup is the 0:: line of /proc/self/cgroup", () => {
     expect(ownCgroupPath('9:name=systemd:/\n4:memory:/process_api/x\n0::/user.slice/user-1000.slice/session-2.scope\n')).toBe('/user.slice/user-1000.slice/session-2.scope');
     expect(ownCgroupPath('4:memory:/x\n')).toBeUndefined();
@@ -84,6 +104,11 @@ describe('a launch cgroup on this machine', () => {
     await waitFor(() => cgroupMembers(path).length === 3, 5000, 'sh and two sleeps in the cgroup');
     // A sub-cgroup (a root member may make one): its members are ours too, and removal goes deepest first.
     mkdirSync(join(path, 'sub'));
+    const moved = cgroupMembers(path).find((pid) => pid !== tree.root.pid) as number;
+    writeFileSync(join(path, 'sub', 'cgroup.procs'), String(moved));
+    expect(readFileSync(join(path, 'cgroup.procs'), 'utf8')).not.toContain(`${moved}\n`);
+    expect(cgroupMembers(path)).toHaveLength(3);
+    expect(cgroupMembers(path)).toContain(moved);
     expect(readCgroupEvents(path)).toEqual({ populated: true, frozen: false });
     expect(launchCgroupOf(tree.root.pid, marker)).toBe(path);
     expect(launchCgroupOf(tree.root.pid, 'cgtest:ffffffffffffffff')).toBeUndefined();

@@ -51,6 +51,18 @@ export function cgroup2Mounts(mountinfo?: string): string[] {
   return mounts;
 }
 
+let mountsReadLast: string[] | undefined;
+// The cgroup2 mounts to check a launch cgroup `path` against: the list read last when `path` lies under one of its
+// mounts, else a fresh read of mountinfo. The sampler checks every launch cgroup once a second and mounts hardly ever
+// change; a path the list does not cover is always checked against a fresh read, and a mount gone since only leaves
+// its cgroup's files unreadable (nothing owned), so the cache can never make a foreign path pass.
+export function cgroup2MountsCovering(path: string): readonly string[] {
+  const covers = (mounts: readonly string[]): boolean => mounts.some((mount) => path.startsWith(mount.endsWith(sep) ? mount : mount + sep));
+  if (mountsReadLast !== undefined && covers(mountsReadLast)) return mountsReadLast;
+  mountsReadLast = cgroup2Mounts();
+  return mountsReadLast;
+}
+
 // This process's cgroup v2 path (`0::/path` of /proc/self/cgroup), relative to the hierarchy's root.
 export function ownCgroupPath(procSelfCgroup?: string): string | undefined {
   let text = procSelfCgroup;
@@ -169,11 +181,21 @@ export function cgroupMembers(path: string): number[] {
       return;
     }
     for (const line of text.split('\n')) if (line !== '') pids.push(Number(line));
-    if (depth > 16) return;
+    if (depth > 16 || !mayHaveSubCgroups(dir)) return;
     for (const child of subCgroups(dir)) visit(child, depth + 1);
   };
   visit(path, 0);
   return pids;
+}
+
+// kernfs keeps a directory's link count at 2 + its subdirectories, so 2 means no sub-cgroup: one stat instead of
+// listing some 40 interface files per launch per sample. Any other count (or a failed stat) lists the directory.
+function mayHaveSubCgroups(dir: string): boolean {
+  try {
+    return statSync(dir).nlink !== 2;
+  } catch {
+    return true;
+  }
 }
 
 function subCgroups(dir: string): string[] {

@@ -22,35 +22,47 @@ export function listProcPids(): number[] {
   return pids;
 }
 
-const STAT_FIELDS = [3, 4, 5, 6, 22] as const;
+// The one-letter process states as strings, made once: a sample reads every process's state, and a fresh
+// one-character string per process per sample is garbage the GC then has to collect.
+const STATE_LETTERS: string[] = Array.from({ length: 128 }, (_, code) => String.fromCharCode(code));
 
 // Parses one `/proc/PID/stat` line; `comm` may hold spaces and parentheses, so split at the last ')'.
 export function parseStat(pid: number, text: string): Omit<ProcessInfo, 'cmdline' | 'uid'> | undefined {
-  const open = text.indexOf('(');
-  const close = text.lastIndexOf(')');
-  if (open < 0 || close < open) return undefined;
-  const name = text.slice(open + 1, close);
-  // Fields after comm start at field 3 (state). Only fields 3–6 and 22 are needed: walk the spaces instead of
-  // splitting all 50 (a sample parses every process's stat line, so this is the hottest loop of sampling).
-  const wanted = STAT_FIELDS;
-  const values: string[] = [];
+  const bytes = Buffer.from(text, 'latin1');
+  return parseStatBytes(pid, bytes, bytes.length, undefined, undefined);
+}
+
+// The same from the raw bytes, without decoding the line: the sampler parses every process's stat once a second,
+// so only `comm` becomes a string, and the numbers are read digit by digit (fields 3–6 and 22: state, ppid, pgrp,
+// session, starttime). `cmdline` and `uid` are filled in here so the row is built as one object.
+function parseStatBytes(pid: number, bytes: Buffer, length: number, cmdline: string[] | undefined, uid: number | undefined): ProcessInfo | undefined {
+  const open = bytes.indexOf(0x28);
+  const close = bytes.lastIndexOf(0x29, length - 1);
+  if (open < 0 || open >= length || close < open) return undefined;
+  const name = bytes.toString('latin1', open + 1, close);
+  let at = close + 2;
+  if (at >= length) return undefined;
+  const stateCode = bytes[at] as number;
+  const state = stateCode < 128 ? (STATE_LETTERS[stateCode] as string) : String.fromCharCode(stateCode);
+  let ppid = Number.NaN;
+  let pgid = Number.NaN;
+  let sid = Number.NaN;
+  let startTime = Number.NaN;
+  // Field 3 (state) starts at `at`; walk to each wanted field's first byte and read its number.
   let field = 3;
-  let start = close + 2;
-  for (const target of wanted) {
+  for (const target of [4, 5, 6, 22]) {
     while (field < target) {
-      const space = text.indexOf(' ', start);
-      if (space < 0) return undefined;
-      start = space + 1;
+      while (at < length && bytes[at] !== 0x20) at += 1;
+      if (at >= length) return undefined;
+      at += 1;
       field += 1;
     }
-    const end = text.indexOf(' ', start);
-    values.push(text.slice(start, end < 0 ? undefined : end));
+    const value = readInteger(bytes, at, length);
+    if (target === 4) ppid = value;
+    else if (target === 5) pgid = value;
+    else if (target === 6) sid = value;
+    else startTime = value;
   }
-  const [state, ppidText, pgidText, sidText, startText] = values as [string, string, string, string, string];
-  const ppid = Number(ppidText);
-  const pgid = Number(pgidText);
-  const sid = Number(sidText);
-  const startTime = Number(startText);
   if (!Number.isFinite(ppid)) return undefined;
   return {
     pid,
@@ -60,7 +72,27 @@ export function parseStat(pid: number, text: string): Omit<ProcessInfo, 'cmdline
     startTime: Number.isFinite(startTime) ? startTime : undefined,
     state,
     name,
+    cmdline,
+    uid,
   };
+}
+
+// A decimal integer (optionally negative) from `at` to the next space or line end; NaN if there is none.
+function readInteger(bytes: Buffer, at: number, length: number): number {
+  let cursor = at;
+  const negative = bytes[cursor] === 0x2d;
+  if (negative) cursor += 1;
+  let value = 0;
+  let digits = 0;
+  for (; cursor < length; cursor += 1) {
+    const code = bytes[cursor] as number;
+    if (code === 0x20 || code === 0x0a) break;
+    if (code < 0x30 || code > 0x39) return Number.NaN;
+    value = value * 10 + (code - 0x30);
+    digits += 1;
+  }
+  if (digits === 0) return Number.NaN;
+  return negative ? -value : value;
 }
 
 // One reusable buffer for every /proc read: a sample reads hundreds of small files, and a fresh buffer per read
@@ -100,34 +132,30 @@ function readRaw(path: string, line = false): number | undefined {
   }
 }
 
-// stat is parsed by byte offsets (comm may hold any byte), so latin1: one char per byte.
-function readStatText(path: string): string | undefined {
-  const length = readRaw(path, true);
-  return length === undefined ? undefined : scratch.toString('latin1', 0, length);
-}
-
 // Reads one process's row; `undefined` if it is gone (or was never there).
 export function readProcess(pid: number, withCmdline = true, withUid = true): ProcessInfo | undefined {
-  const stat = readStatText(`/proc/${pid}/stat`);
-  if (stat === undefined) return undefined;
-  const parsed = parseStat(pid, stat);
-  if (parsed === undefined) return undefined;
-  let uid: number | undefined;
+  const length = readRaw(`/proc/${pid}/stat`, true);
+  if (length === undefined) return undefined;
+  // Parsed before the other reads: they reuse `scratch`. The row has its cmdline and uid slots already, so filling
+  // them in keeps one object shape.
+  const info = parseStatBytes(pid, scratch, length, undefined, undefined);
+  if (info === undefined) return undefined;
   if (withUid) {
     try {
-      uid = statSync(`/proc/${pid}`).uid;
+      info.uid = statSync(`/proc/${pid}`).uid;
     } catch {
       return undefined;
     }
   }
-  return { ...parsed, cmdline: withCmdline ? readCmdline(pid) : undefined, uid };
+  if (withCmdline) info.cmdline = readCmdline(pid);
+  return info;
 }
 
 // Reads just the start time of a pid, the cheapest identity check before a signal.
 export function readStartTime(pid: number): { startTime: number | undefined; state: string | undefined } | undefined {
-  const stat = readStatText(`/proc/${pid}/stat`);
-  if (stat === undefined) return undefined;
-  const parsed = parseStat(pid, stat);
+  const length = readRaw(`/proc/${pid}/stat`, true);
+  if (length === undefined) return undefined;
+  const parsed = parseStatBytes(pid, scratch, length, undefined, undefined);
   return parsed === undefined ? undefined : { startTime: parsed.startTime, state: parsed.state };
 }
 
